@@ -1,0 +1,19 @@
+"""Plumbing shared by the Amazing GANs notebooks: data, logging, images, checkpoints, metrics.
+
+Models, losses and training loops live in the notebooks that teach them, never here.
+"""
+
+from .data import Batches, DatasetError, load_dataset, load_image_folder, load_mnist
+from .images import make_grid, save_gif, save_grid, show_images
+from .logger import Logger
+from .metrics import BestKeeper, evaluate, load_classifier, load_samples, report, save_samples
+from .runtime import (CheckpointError, CourseError, NonFiniteLossError, check_finite, get_profile, load_checkpoint,
+                      pick, pick_device, save_checkpoint, seed_everything, setup, want_pretrained)
+
+__all__ = [
+    "Batches", "BestKeeper", "CheckpointError", "CourseError", "DatasetError", "Logger", "NonFiniteLossError",
+    "check_finite", "evaluate", "get_profile", "load_checkpoint", "load_classifier", "load_dataset",
+    "load_image_folder", "load_mnist", "load_samples", "make_grid", "pick", "pick_device", "report",
+    "save_checkpoint", "save_gif", "save_grid", "save_samples", "seed_everything", "setup", "show_images",
+    "want_pretrained",
+]
