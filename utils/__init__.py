@@ -6,14 +6,35 @@ Models, losses and training loops live in the notebooks that teach them, never h
 from .data import Batches, DatasetError, load_dataset, load_image_folder, load_mnist
 from .images import make_grid, save_gif, save_grid, show_images
 from .logger import Logger
-from .metrics import BestKeeper, evaluate, load_classifier, load_samples, report, save_samples
-from .runtime import (CheckpointError, CourseError, NonFiniteLossError, check_finite, get_profile, load_checkpoint,
-                      pick, pick_device, save_checkpoint, seed_everything, setup, want_pretrained)
+from .metrics import (
+                      BestKeeper,
+                      evaluate,
+                      load_classifier,
+                      load_samples,
+                      pretrained_path,
+                      report,
+                      save_samples,
+                      ship_run,
+)
+from .runtime import (
+                      CheckpointError,
+                      CourseError,
+                      NonFiniteLossError,
+                      check_finite,
+                      get_profile,
+                      load_checkpoint,
+                      pick,
+                      pick_device,
+                      save_checkpoint,
+                      seed_everything,
+                      setup,
+                      want_pretrained,
+)
 
 __all__ = [
     "Batches", "BestKeeper", "CheckpointError", "CourseError", "DatasetError", "Logger", "NonFiniteLossError",
     "check_finite", "evaluate", "get_profile", "load_checkpoint", "load_classifier", "load_dataset",
-    "load_image_folder", "load_mnist", "load_samples", "make_grid", "pick", "pick_device", "report",
-    "save_checkpoint", "save_gif", "save_grid", "save_samples", "seed_everything", "setup", "show_images",
+    "load_image_folder", "load_mnist", "load_samples", "make_grid", "pick", "pick_device", "pretrained_path", "report",
+    "save_checkpoint", "save_gif", "save_grid", "save_samples", "seed_everything", "setup", "ship_run", "show_images",
     "want_pretrained",
 ]

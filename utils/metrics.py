@@ -23,7 +23,8 @@ from .runtime import ROOT, CourseError, atomic_write, load_checkpoint, save_chec
 
 CLASSIFIER_DIR = DATA_DIR / "classifiers"
 COVERAGE_SHARE = 0.05
-_loaded: dict[str, "Classifier"] = {}
+CLASSIFIER_EPOCHS = {"mnist": 15, "fashion-mnist": 4}  # what the shipped classifiers were trained with
+_loaded: dict[str, Classifier] = {}
 _floors: dict[tuple, float] = {}
 
 
@@ -76,7 +77,7 @@ def train_classifier(dataset: str = "mnist", epochs: int = 8, seed: int = 0, sav
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     batches = Batches(x, y, batch_size=128, seed=seed, device=device)
     start = time.perf_counter()
-    for epoch in range(epochs):
+    for _epoch in range(epochs):
         model.train()
         for xb, yb in batches:
             # small shifts make the classifier judge shapes rather than exact pixel positions
@@ -228,33 +229,78 @@ class BestKeeper:
         return load_checkpoint(self.path, models=models)
 
 
-def save_samples(samples, name: str, root=None, labels=None) -> Path:
+RUNS_DIR = ROOT / "runs"
+PRETRAINED_DIR = DATA_DIR / "pretrained"
+
+
+def save_samples(samples, name: str, root=None, labels=None, info: dict | None = None) -> Path:
     """Save samples (N x C x H x W floats in [-1, 1]) to runs/<name>/samples.pt atomically.
 
-    With `labels` (conditional models) the file holds {'samples': ..., 'labels': ...}.
+    With `labels` (conditional models) the file holds {'samples': ..., 'labels': ...}. `info` (for example
+    {'train_seconds': ..., 'steps': ..., 'profile': ...}) goes beside it as info.json.
     """
     samples = _check_samples(samples)
     if samples.min() < -1.0001 or samples.max() > 1.0001:
         raise CourseError(f"Samples must lie in [-1, 1] (got [{samples.min():.3f}, {samples.max():.3f}]); end G with Tanh.")
-    path = Path(root or ROOT / "runs") / name / "samples.pt"
+    folder = Path(root or RUNS_DIR) / name
     obj = samples if labels is None else {"samples": samples, "labels": torch.as_tensor(labels).long().cpu()}
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    path = atomic_write(folder / "samples.pt", lambda tmp: torch.save(obj, tmp))
+    if info is not None:
+        atomic_write(folder / "info.json", lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2) + "\n"))
+    return path
 
 
-def load_samples(name: str, root=None):
-    """Samples saved by save_samples (a tensor, or a dict for conditional models)."""
-    path = Path(root or ROOT / "runs") / name / "samples.pt"
-    if not path.is_file():
-        raise CourseError(f"No samples at runs/{name}/samples.pt: run notebooks/{name}.ipynb first.")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CourseError(f"runs/{name}/samples.pt is corrupt ({type(exc).__name__}); run notebooks/{name}.ipynb again.") from None
+def load_samples(name: str, root=None) -> tuple[object, dict, str]:
+    """(samples, info, source) saved by save_samples for notebook `name`.
+
+    Looks in runs/<name>/ first, then falls back to what the course ships in data/pretrained/
+    (the samples of the shipped generator, made by that notebook's cpu-profile run).
+    """
+    for folder, source in ((Path(root or RUNS_DIR) / name, "this machine's run"),
+                           (PRETRAINED_DIR / name, "the shipped cpu-profile run")):
+        path = folder / "samples.pt"
+        if path.is_file():
+            try:
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:
+                raise CourseError(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} is corrupt "
+                                  f"({type(exc).__name__}); run notebooks/{name}.ipynb again.") from None
+            info_path = folder / "info.json"
+            info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+            obj = {k: v.float() if v.is_floating_point() else v for k, v in obj.items()} if isinstance(obj, dict) else obj.float()
+            return obj, info, source
+    raise CourseError(f"No samples for {name}: run notebooks/{name}.ipynb first (it saves runs/{name}/samples.pt).")
 
 
-if __name__ == "__main__":  # python -m utils.metrics [mnist|fashion-mnist]
+def ship_run(name: str, root=None) -> Path:
+    """Copy a finished run's best generator, samples (as float16) and info into data/pretrained/<name>/.
+
+    Maintainers call this after the cpu-profile run whose outputs are committed.
+    """
+    src = Path(root or RUNS_DIR) / name
+    dst = PRETRAINED_DIR / name
+    for needed in ("best.pt", "samples.pt"):
+        if not (src / needed).is_file():
+            raise CourseError(f"runs/{name}/{needed} is missing: run notebooks/{name}.ipynb in the cpu profile first.")
+    data = (src / "best.pt").read_bytes()
+    atomic_write(dst / "generator.pt", lambda tmp: Path(tmp).write_bytes(data))
+    obj = torch.load(src / "samples.pt", map_location="cpu", weights_only=True)
+    obj = {k: v.half() if v.is_floating_point() else v for k, v in obj.items()} if isinstance(obj, dict) else obj.half()
+    atomic_write(dst / "samples.pt", lambda tmp: torch.save(obj, tmp))
+    if (src / "info.json").is_file():
+        text = (src / "info.json").read_text()
+        atomic_write(dst / "info.json", lambda tmp: Path(tmp).write_text(text))
+    return dst
+
+
+def pretrained_path(name: str) -> Path:
+    """Where the generator shipped for notebook `name` lies (data/pretrained/<name>/generator.pt)."""
+    return PRETRAINED_DIR / name / "generator.pt"
+
+
+if __name__ == "__main__":  # python -m utils.metrics [mnist|fashion-mnist]: retrain the shipped classifiers
     import sys
 
     for name in sys.argv[1:] or ["mnist"]:
-        _, info = train_classifier(name)
+        _, info = train_classifier(name, epochs=CLASSIFIER_EPOCHS[name])
         print(json.dumps(info))
