@@ -1,0 +1,105 @@
+"""The course's conventions, checked on every notebook and on the environment files."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+EXPECTED = [
+    "00_start_here", "01_neural_networks", "02_convolutions", "03_autoencoders", "04_vanilla_gan", "05_dcgan",
+    "06_ebgan", "07_began", "08_wgan", "09_gan_pitfalls", "10_evaluating_gans", "11_conditional_gan",
+]
+GAN_NOTEBOOKS = ["04_vanilla_gan", "05_dcgan", "06_ebgan", "07_began", "08_wgan", "11_conditional_gan"]
+
+# The one setup block every notebook shares (the notebook's own imports may come before it).
+SETUP_BLOCK = '''\
+# Setup, the same in every notebook: find the course (or fetch it on Colab), pick the device, fix the seed.
+import sys
+from pathlib import Path
+
+COURSE = next((p for p in (Path.cwd(), *Path.cwd().parents) if (p / "utils" / "__init__.py").is_file()), None)
+if COURSE is None:  # opened without a clone, e.g. on Colab: fetch the course code first
+    !git clone --quiet --depth 1 https://github.com/amazing-gans/amazing-gans.git
+    %pip install --quiet tensorboardX
+    COURSE = Path("amazing-gans").resolve()
+sys.path.insert(0, str(COURSE))
+
+import utils
+
+device = utils.setup(seed=0)'''
+
+
+def load(path):
+    return json.loads(path.read_text())
+
+
+def code_cells(nb):
+    return [c for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def source(cell):
+    return "".join(cell["source"])
+
+
+def test_every_course_notebook_is_present_and_numbered():
+    stems = [p.stem for p in NOTEBOOKS]
+    assert stems == sorted(stems)
+    missing = [s for s in EXPECTED if s not in stems]
+    assert not missing, f"notebooks missing: {missing}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_follows_the_course_shape(path):
+    nb = load(path)
+    cells = code_cells(nb)
+    first_md = "".join(nb["cells"][0]["source"])
+    assert nb["cells"][0]["cell_type"] == "markdown" and first_md.startswith("# "), "starts with a title"
+    assert f"colab.research.google.com/github/amazing-gans/amazing-gans/blob/main/notebooks/{path.name}" in first_md, \
+        "the Colab badge links to this notebook"
+    assert SETUP_BLOCK in source(cells[0]), "the first code cell holds the shared setup block verbatim"
+    assert sum(SETUP_BLOCK in source(c) for c in cells) == 1, "one setup cell"
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    assert "utils.get_profile()" in source(tagged[0]), "the parameters cell reads the run profile"
+    assert not any(".cuda()" in source(c) for c in cells), "device-agnostic: no .cuda()"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_stored_outputs_come_from_a_real_cpu_run(path):
+    nb = load(path)
+    outputs = [o for c in code_cells(nb) for o in c.get("outputs", [])]
+    assert outputs, "committed with outputs"
+    assert not [o for o in outputs if o.get("output_type") == "error"], "no stored error"
+    text = json.dumps(outputs)
+    assert not re.search(r"/(work|tmp|root|home|Users)/", text), "no machine paths in outputs"
+    assert re.search(r"profile\W{0,5}cpu", text), "the outputs say they come from the cpu profile"
+    assert not re.search(r"profile\W{0,5}smoke", text), "outputs are not from the smoke profile"
+    assert all(c.get("execution_count") for c in code_cells(nb) if source(c).strip()), "every cell was executed"
+    assert path.stat().st_size < 5 * 2**20, "a notebook stays under 5 MiB"
+
+
+@pytest.mark.parametrize("stem", GAN_NOTEBOOKS)
+def test_gan_notebooks_measure_save_samples_and_offer_pretrained(stem):
+    text = "\n".join(source(c) for c in code_cells(load(ROOT / "notebooks" / f"{stem}.ipynb")))
+    assert "utils.evaluate(" in text and "utils.report(" in text, "reports the course metrics"
+    assert "utils.save_samples(" in text, "saves runs/<notebook>/samples.pt"
+    assert "BestKeeper(" in text, "tracks the best checkpoint"
+    assert "PRETRAINED" in text and (ROOT / "data" / "pretrained" / stem / "generator.pt").is_file(), \
+        "ships a pretrained generator"
+
+
+def _pins(lines):
+    return {re.split(r"==", line)[0].strip().lower(): line.split("==")[1].strip()
+            for line in lines if "==" in line and not line.strip().startswith("#")}
+
+
+def test_environment_yml_and_requirements_name_the_same_pins():
+    req = _pins((ROOT / "requirements.txt").read_text().splitlines())
+    req |= _pins((ROOT / "requirements-dev.txt").read_text().splitlines())
+    env_lines = [line.strip().lstrip("- ").strip() for line in (ROOT / "environment.yml").read_text().splitlines()]
+    env = _pins(env_lines)
+    assert req == env, f"differ: {set(req.items()) ^ set(env.items())}"
+    assert req["torch"] == "2.14.1" and req["torchvision"] == "0.29.1"
