@@ -102,6 +102,9 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
             "(for example set the run folder to one in your home directory)."
         ) from exc
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; give the file the usual permissions
     try:
         write(tmp)
         with open(tmp, "rb") as fh:

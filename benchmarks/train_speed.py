@@ -1,0 +1,321 @@
+"""Training speed on a CPU: the original tutorial's loop against the course's loop, measured in one run.
+
+    python benchmarks/train_speed.py              # speed + quality at equal steps; writes benchmarks/results.md
+    python benchmarks/train_speed.py --quick      # fewer steps (a minute), no results file
+    python benchmarks/train_speed.py --nbval      # also time the smoke-profile nbval run of every notebook
+
+For the vanilla GAN (the seed tutorial's MLPs, batch 100) and a DCGAN (28x28 MNIST), two loops:
+  (a) reference, as the tutorial wrote it: a torchvision-style Dataset whose items go through
+      ToTensor + Normalize, a DataLoader, a Sigmoid + BCELoss discriminator, fp32, zero_grad();
+  (b) course: the images already in memory as one tensor (utils.Batches), logits with
+      BCEWithLogitsLoss, real and fake through D in one batch, bf16 autocast where the CPU has
+      bf16 instructions, channels_last for the convolutions, the fused Adam.
+Both train from the same seed for the same number of steps; the course metrics of their samples
+are compared, so the speed-up is not bought with quality. The last line reads
+`speedup: vanilla=<x> dcgan=<y>` (steps per second of (b) over (a), measured in this run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+import utils  # noqa: E402
+from utils.metrics import evaluate  # noqa: E402
+
+Z, BATCH = 100, 100
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def vanilla_d(sigmoid: bool) -> nn.Module:
+    layers = []
+    for n_in, n_out in ((784, 1024), (1024, 512), (512, 256)):
+        layers += [nn.Linear(n_in, n_out), nn.LeakyReLU(0.2), nn.Dropout(0.3)]
+    layers += [nn.Linear(256, 1)] + ([nn.Sigmoid()] if sigmoid else [])
+    return nn.Sequential(*layers)
+
+
+def vanilla_g() -> nn.Module:
+    layers = []
+    for n_in, n_out in ((Z, 256), (256, 512), (512, 1024)):
+        layers += [nn.Linear(n_in, n_out), nn.LeakyReLU(0.2)]
+    return nn.Sequential(*layers, nn.Linear(1024, 784), nn.Tanh())
+
+
+def dcgan_g(width: int = 64) -> nn.Module:  # z (B, 100, 1, 1) -> (B, 1, 28, 28)
+    return nn.Sequential(
+        nn.ConvTranspose2d(Z, width * 2, 7, 1, 0, bias=False), nn.BatchNorm2d(width * 2), nn.ReLU(True),  # 7x7
+        nn.ConvTranspose2d(width * 2, width, 4, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(True),  # 14x14
+        nn.ConvTranspose2d(width, 1, 4, 2, 1), nn.Tanh(),  # 28x28
+    )
+
+
+def dcgan_d(sigmoid: bool, width: int = 64) -> nn.Module:  # (B, 1, 28, 28) -> (B, 1)
+    return nn.Sequential(
+        nn.Conv2d(1, width, 4, 2, 1), nn.LeakyReLU(0.2, True),  # 14x14
+        nn.Conv2d(width, width * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(width * 2), nn.LeakyReLU(0.2, True),  # 7x7
+        nn.Conv2d(width * 2, 1, 7, 1, 0), nn.Flatten(), *([nn.Sigmoid()] if sigmoid else []),
+    )
+
+
+def init_dcgan(m: nn.Module) -> None:
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+    elif isinstance(m, nn.BatchNorm2d):
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)
+
+
+def build(kind: str, reference: bool):
+    utils.seed_everything(0)
+    if kind == "vanilla":
+        G, D = vanilla_g(), vanilla_d(sigmoid=reference)
+        betas = (0.9, 0.999)
+    else:
+        G, D = dcgan_g(), dcgan_d(sigmoid=reference)
+        G.apply(init_dcgan)
+        D.apply(init_dcgan)
+        betas = (0.5, 0.999)
+    fused = {} if reference else {"fused": True}
+    return G, D, torch.optim.Adam(G.parameters(), 2e-4, betas=betas, **fused), \
+        torch.optim.Adam(D.parameters(), 2e-4, betas=betas, **fused)
+
+
+def noise(kind: str, n: int) -> torch.Tensor:
+    return torch.randn(n, Z) if kind == "vanilla" else torch.randn(n, Z, 1, 1)
+
+
+# ----------------------------------------------------------------------------- (a) the reference loop
+
+
+class DigitsDataset(Dataset):
+    """torchvision.datasets.MNIST's way: a PIL image per item, then the transforms."""
+
+    def __init__(self, images_uint8, transform):
+        self.images, self.transform = images_uint8, transform
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.transform(Image.fromarray(self.images[i], mode="L")), 0
+
+
+def reference_batches(images_uint8, kind: str):
+    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
+    loader = DataLoader(DigitsDataset(images_uint8, tf), batch_size=BATCH, shuffle=True, drop_last=True)
+    while True:
+        for real, _ in loader:
+            yield real.view(BATCH, -1) if kind == "vanilla" else real
+
+
+def reference_loop(kind: str, images_uint8, steps: int):
+    G, D, g_optimizer, d_optimizer = build(kind, reference=True)
+    loss = nn.BCELoss()
+    ones, zeros = torch.ones(BATCH, 1), torch.zeros(BATCH, 1)
+    batches = reference_batches(images_uint8, kind)
+    start = time.perf_counter()
+    for _ in range(steps):
+        real = next(batches)
+        fake = G(noise(kind, BATCH)).view_as(real)
+        d_optimizer.zero_grad()
+        d_loss = loss(D(real), ones) + loss(D(fake.detach()), zeros)
+        d_loss.backward()
+        d_optimizer.step()
+        g_optimizer.zero_grad()
+        g_loss = loss(D(fake), ones)
+        g_loss.backward()
+        g_optimizer.step()
+    return G, time.perf_counter() - start
+
+
+# ----------------------------------------------------------------------------- (b) the course loop
+
+
+def course_loop(kind: str, images: torch.Tensor, steps: int, bf16: bool):
+    G, D, g_optimizer, d_optimizer = build(kind, reference=False)
+    fmt = torch.channels_last if kind == "dcgan" else torch.contiguous_format
+    G, D = G.to(memory_format=fmt), D.to(memory_format=fmt)
+    data = images.view(len(images), -1) if kind == "vanilla" else images.contiguous(memory_format=fmt)
+    batches = utils.Batches(data, batch_size=BATCH, seed=0)
+    loss = nn.BCEWithLogitsLoss()
+    targets = torch.cat([torch.ones(BATCH, 1), torch.zeros(BATCH, 1)])
+    autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
+    it, start = iter(batches), time.perf_counter()
+    for _ in range(steps):
+        try:
+            real = next(it)
+        except StopIteration:
+            it = iter(batches)
+            real = next(it)
+        with autocast():
+            fake = G(noise(kind, BATCH)).view_as(real)
+            # real and fake through D as one batch of 2B: one pass instead of two (the losses are the same:
+            # a mean over 2B equals the average of the two means; DCGAN's batch norm then sees both halves,
+            # which the DCGAN notebook's loop does too)
+            d_loss = 2 * loss(D(torch.cat([real, fake.detach()])).float(), targets)
+        d_optimizer.zero_grad(set_to_none=True)
+        d_loss.backward()
+        d_optimizer.step()
+        with autocast():
+            g_loss = loss(D(fake).float(), targets[:BATCH])
+        g_optimizer.zero_grad(set_to_none=True)
+        g_loss.backward()
+        g_optimizer.step()
+    return G, time.perf_counter() - start
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+@torch.no_grad()
+def samples_of(G: nn.Module, kind: str, n: int = 1000) -> torch.Tensor:
+    G.eval()
+    g = torch.Generator().manual_seed(1234)
+    z = torch.randn(n, Z, generator=g)
+    return G(z if kind == "vanilla" else z.view(n, Z, 1, 1)).float().view(n, 1, 28, 28)
+
+
+def measure(kind: str, steps: int, timing_steps: int, bf16: bool, images, images_uint8) -> dict:
+    out = {"kind": kind}
+    # speed: a warm-up, then the same number of timed steps for each loop, interleaved twice
+    reference_loop(kind, images_uint8, 5)
+    course_loop(kind, images, 5, bf16)
+    ref_t = cmp_t = 0.0
+    for _ in range(2):
+        ref_t += reference_loop(kind, images_uint8, timing_steps)[1]
+        cmp_t += course_loop(kind, images, timing_steps, bf16)[1]
+    out["reference_steps_per_s"] = 2 * timing_steps / ref_t
+    out["course_steps_per_s"] = 2 * timing_steps / cmp_t
+    out["speedup"] = out["course_steps_per_s"] / out["reference_steps_per_s"]
+    # quality at equal steps
+    if steps:
+        G_ref, _ = reference_loop(kind, images_uint8, steps)
+        G_cmp, _ = course_loop(kind, images, steps, bf16)
+        out["steps"] = steps
+        out["reference_metrics"] = evaluate(samples_of(G_ref, kind))
+        out["course_metrics"] = evaluate(samples_of(G_cmp, kind))
+    return out
+
+
+def notebook_times() -> dict[str, float]:
+    """Each notebook's stored cpu-profile run time, from the cell timings nbclient records."""
+    from datetime import datetime
+
+    times = {}
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+        stamps = [c.get("metadata", {}).get("execution", {}) for c in cells]
+        starts = [s["iopub.execute_input"] for s in stamps if "iopub.execute_input" in s]
+        ends = [s["shell.execute_reply"] for s in stamps if "shell.execute_reply" in s]
+        if starts and ends:
+            parse = lambda t: datetime.fromisoformat(t.replace("Z", "+00:00"))  # noqa: E731
+            times[path.stem] = (parse(max(ends)) - parse(min(starts))).total_seconds()
+    return times
+
+
+def nbval_time() -> tuple[float, str]:
+    env = {**os.environ, "COURSE_PROFILE": "smoke", "COURSE_OFFLINE": "1", "MPLBACKEND": "agg"}
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "-q", "notebooks"], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    last = (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
+    return time.perf_counter() - start, last
+
+
+def write_results(results: list[dict], nbval: tuple[float, str] | None, bf16: bool, args) -> Path:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Written by `python benchmarks/train_speed.py` on {time.strftime('%Y-%m-%d')}: {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, bf16 autocast "
+        f"{'on (the CPU has bf16 instructions)' if bf16 else 'off (no bf16 instructions)'}, "
+        f"python {platform.python_version()}.",
+        "",
+        "## Training steps per second (batch 100, MNIST 28x28)",
+        "",
+        "| model | reference loop (a) | course loop (b) | speed-up | FD ratio (a) | FD ratio (b) | coverage (a) | coverage (b) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        ra, rb = r.get("reference_metrics", {}), r.get("course_metrics", {})
+        lines.append(
+            f"| {r['kind']} | {r['reference_steps_per_s']:.1f} | {r['course_steps_per_s']:.1f} | "
+            f"{r['speedup']:.2f}x | {ra.get('fd_ratio', float('nan')):.1f} | {rb.get('fd_ratio', float('nan')):.1f} | "
+            f"{ra.get('coverage', '-')}/10 | {rb.get('coverage', '-')}/10 |"
+        )
+    if results and "steps" in results[0]:
+        r = results[0]["reference_metrics"]
+        lines += ["", f"Quality: both loops trained {results[0]['steps']} steps from seed 0; the Frechet-distance "
+                      f"ratio is to the real-vs-real floor, {r['n_samples']:,} samples against {r['n_real']:,} "
+                      "held-out real digits (utils.evaluate)."]
+    times = notebook_times()
+    lines += ["", "## Notebooks", "", "Each notebook's stored `cpu`-profile run (the outputs committed with it), "
+              "from the cell timings recorded when it was executed:", "", "| notebook | cpu-profile time |", "|---|---|"]
+    lines += [f"| {stem} | {sec / 60:.1f} min ({sec:.0f} s) |" for stem, sec in times.items()]
+    if nbval:
+        lines += ["", f"Smoke-profile nbval run of every notebook (`pytest -n 2 notebooks`): {nbval[0]:.0f} s "
+                      f"({nbval[1]})."]
+    path = ROOT / "benchmarks" / "results.md"
+    utils.runtime.atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer steps, no quality check, no results file")
+    parser.add_argument("--steps", type=int, default=800, help="training steps for the quality comparison")
+    parser.add_argument("--timing-steps", type=int, default=60, help="timed steps per loop and round")
+    parser.add_argument("--nbval", action="store_true", help="also time the smoke nbval run of every notebook")
+    args = parser.parse_args()
+
+    bf16 = cpu_has_bf16()
+    images, _ = utils.load_mnist("train")
+    images_uint8 = ((images[:, 0] + 1) * 127.5).round().to(torch.uint8).numpy()
+    steps = 0 if args.quick else args.steps
+    timing = 15 if args.quick else args.timing_steps
+    results = []
+    for kind in ("vanilla", "dcgan"):
+        r = measure(kind, steps, timing, bf16, images, images_uint8)
+        results.append(r)
+        print(f"{kind}: reference {r['reference_steps_per_s']:.1f} steps/s, course {r['course_steps_per_s']:.1f} "
+              f"steps/s ({r['speedup']:.2f}x)", flush=True)
+        for which in ("reference", "course"):
+            if f"{which}_metrics" in r:
+                print(f"  {which} after {steps} steps: {utils.report(r[f'{which}_metrics'])}", flush=True)
+    if not args.quick:
+        for r in results:
+            a, b = r["reference_metrics"], r["course_metrics"]
+            same = b["fd"] <= 1.25 * a["fd"] + 0.5 * a["floor"] and b["coverage"] >= a["coverage"] - 1
+            print(f"{r['kind']}: course quality {'matches' if same else 'DOES NOT match'} the reference at equal steps")
+        nbval = nbval_time() if args.nbval else None
+        print(f"results: {write_results(results, nbval, bf16, args).relative_to(ROOT)}")
+    print(f"speedup: vanilla={results[0]['speedup']:.2f} dcgan={results[1]['speedup']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
