@@ -12,6 +12,7 @@ import os
 import shutil
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +109,8 @@ def download_dataset(name: str, root: str | os.PathLike | None = None, mirrors=N
             except DownloadError as exc:
                 errors.append(str(exc))
         else:
-            raise DownloadError(" ".join(errors) or f"No mirror given for {filename}.")
+            tried = " ".join(errors) or f"No mirror given for {filename}."
+            raise DownloadError(f"{tried} Check the network connection and run again, or put {filename} in {raw}.")
     return raw
 
 
@@ -122,7 +124,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as fh:
             data = fh.read()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # a damaged deflate stream raises zlib.error
         raise DatasetError(_damaged(path, f"it cannot be decompressed: {exc}")) from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08 or not 1 <= data[3] <= 3:
         raise DatasetError(_damaged(path, "it does not start with an IDX header for unsigned bytes"))

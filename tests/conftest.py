@@ -1,0 +1,121 @@
+"""Shared fixtures for the unit tests of utils/: a loopback-only network, a local HTTP mirror, IDX files.
+
+The unit tests never reach the network: modules that use `no_network` can only open connections to
+127.0.0.1, and the download tests serve their files from a server they start themselves.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import http.server
+import socket
+import threading
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("agg")  # show_images in a test must not open a window
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Refuse every connection (and name lookup) except to this machine's loopback address."""
+    real_getaddrinfo = socket.getaddrinfo
+    real_connect = socket.socket.connect
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host is not None and str(host) not in LOOPBACK:
+            raise socket.gaierror(f"unit tests may not look up {host}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in LOOPBACK:
+            raise ConnectionRefusedError(f"unit tests may not connect to {address[0]}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", connect)
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """COURSE_OFFLINE=1: the default data root is read, never downloaded into (tests never write data/)."""
+    monkeypatch.setenv("COURSE_OFFLINE", "1")
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep the test output clean
+        pass
+
+
+@pytest.fixture
+def http_mirror(tmp_path):
+    """(folder, url): a static HTTP server on 127.0.0.1 (a free port) serving `folder`; stopped afterwards."""
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+        assert not thread.is_alive(), "the test HTTP server did not stop"
+
+
+@pytest.fixture
+def dead_url():
+    """A loopback URL nobody listens on (a port that was free a moment ago): connections are refused."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+# ----------------------------------------------------------------------------- IDX files
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """The IDX encoding of a uint8 array: 0, 0, 0x08 (unsigned bytes), ndim, big-endian sizes, data."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in array.shape)
+    return header + array.tobytes()
+
+
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    """Write `array` as an IDX file, gzipped when `path` ends in .gz."""
+    data = idx_bytes(array)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
+    return path
+
+
+IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+def make_idx_dataset(folder: Path, n_train: int = 30, n_test: int = 20, seed: int = 0) -> dict:
+    """The four gzipped IDX files of a tiny random MNIST-like set in `folder`; returns the arrays by split."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=n, dtype=np.uint8)
+        write_idx(folder / (IDX_FILES[split][0] + ".gz"), images)
+        write_idx(folder / (IDX_FILES[split][1] + ".gz"), labels)
+        arrays[split] = (images, labels)
+    return arrays
+
+
+def files_in(folder: Path) -> list[str]:
+    """Every file under `folder` (hidden ones too), relative, sorted: to show nothing is left behind."""
+    return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.is_file())
