@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import platform
 import random
@@ -148,24 +149,42 @@ def load_checkpoint(path, *, models: dict, optimizers: dict | None = None, map_l
         raise CheckpointError(
             f"{path} is not a course checkpoint (no 'models'/'step'). Save it with utils.save_checkpoint."
         )
-    for name, model in models.items():
+    for name in models:
         if name not in state["models"]:
             raise CheckpointError(
                 f"Checkpoint {path} has no model named {name!r} (it has {sorted(state['models'])}). "
                 "It was saved from a different notebook or model."
             )
-        try:
-            model.load_state_dict(state["models"][name])
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()
-            detail = " ".join(line.strip() for line in first[1:3]) or first[0]
-            raise CheckpointError(
-                f"Checkpoint {path} was saved from a different model than {name!r}: {detail} "
-                "Build the same architecture (and dataset size) as when it was saved, or train again."
-            ) from None
-    for name, opt in (optimizers or {}).items():
-        if name in state.get("optimizers", {}):
-            opt.load_state_dict(state["optimizers"][name])
+    # load_state_dict copies the matching tensors before it reports a mismatch: keep copies so that a
+    # checkpoint that does not fit leaves every model and optimizer exactly as it was
+    model_backup = {name: {k: v.clone() for k, v in m.state_dict().items()} for name, m in models.items()}
+    optimizers = {name: opt for name, opt in (optimizers or {}).items() if name in state.get("optimizers", {})}
+    opt_backup = {name: copy.deepcopy(opt.state_dict()) for name, opt in optimizers.items()}
+    try:
+        for name, model in models.items():
+            try:
+                model.load_state_dict(state["models"][name])
+            except RuntimeError as exc:
+                first = str(exc).strip().splitlines()
+                detail = " ".join(line.strip() for line in first[1:3]) or first[0]
+                raise CheckpointError(
+                    f"Checkpoint {path} was saved from a different model than {name!r}: {detail} "
+                    "Build the same architecture (and dataset size) as when it was saved, or train again."
+                ) from None
+        for name, opt in optimizers.items():
+            try:
+                opt.load_state_dict(state["optimizers"][name])
+            except (ValueError, KeyError, RuntimeError) as exc:
+                raise CheckpointError(
+                    f"Checkpoint {path} holds optimizer {name!r} for other parameters ({exc}). Create the "
+                    "optimizer from the same model as when it was saved, or load the models without it."
+                ) from None
+    except CheckpointError:
+        for name, m in models.items():
+            m.load_state_dict(model_backup[name])
+        for name, opt in optimizers.items():
+            opt.load_state_dict(opt_backup[name])
+        raise
     return {"step": state["step"], **state.get("extra", {})}
 
 
