@@ -56,7 +56,8 @@ class Logger:
         self._csv_fields: list[str] = []
         if self.csv_path.exists():
             with open(self.csv_path, newline="") as fh:
-                rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+                # a cell is empty where a scalar was not logged at that step (a column that began later)
+                rows = [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(fh)]
             keep = resume_step if resume_step is not None else -1
             self.history = [r for r in rows if r["step"] <= keep]
             self._rewrite_csv()
