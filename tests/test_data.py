@@ -267,9 +267,9 @@ def test_mnist_without_network_falls_back_and_says_why(tmp_path, monkeypatch, ca
     assert files_in(tmp_path) == []  # the failed download left nothing behind
 
 
-def test_train_and_test_subsets_do_not_overlap(offline):
-    train, _ = utils.load_mnist("train")
-    test, _ = utils.load_mnist("test")
+def test_train_and_test_subsets_do_not_overlap(offline, tmp_path):
+    train, _ = utils.load_mnist("train", root=tmp_path)  # an empty root: the shipped subset
+    test, _ = utils.load_mnist("test", root=tmp_path)
     train_keys = {hash(x.numpy().tobytes()) for x in train}
     overlap = sum(hash(x.numpy().tobytes()) in train_keys for x in test)
     assert overlap <= 2  # MNIST itself holds a few identical digits; a split that leaked would share many

@@ -91,11 +91,13 @@ def train_classifier(dataset: str = "mnist", epochs: int = 8, seed: int = 0, sav
     accuracy = (predict(model, x_test).argmax(1) == y_test).float().mean().item()
     info = {"dataset": dataset, "accuracy": round(accuracy, 4), "n_train": len(y), "n_test": len(y_test),
             "epochs": epochs, "seed": seed, "train_seconds": round(time.perf_counter() - start, 1)}
-    if save:
+    if save:  # the new classifier replaces the shipped one, and the floors measured with the old one
         save_checkpoint(classifier_path(dataset), step=epochs, models={"classifier": model}, **info)
         atomic_write(classifier_path(dataset).with_suffix(".json"),
                      lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2) + "\n"))
-    _loaded[dataset] = model.cpu()
+        _loaded[dataset] = model.cpu()
+        for key in [k for k in _floors if k[0] == dataset]:
+            del _floors[key]
     return model, info
 
 
@@ -158,25 +160,35 @@ def _check_samples(samples: torch.Tensor) -> torch.Tensor:
     return samples
 
 
+def held_out(dataset: str = "mnist", n: int = 1000, seed: int = 0) -> torch.Tensor:
+    """n held-out real images drawn at random with `seed`: the reference set samples are measured against.
+
+    Drawn, not the first n, because a held-out split may be sorted by class (the offline MNIST subset is):
+    its first 200 images are only zeros and ones.
+    """
+    x_test, _ = load_dataset(dataset, "test")
+    if n > len(x_test):
+        raise CourseError(f"Only {len(x_test)} held-out {dataset} images; measure with n <= {len(x_test)}.")
+    return x_test[torch.randperm(len(x_test), generator=torch.Generator().manual_seed(seed))[:n]]
+
+
 def real_floor(dataset: str = "mnist", n: int = 1000, seed: int = 0) -> float:
     """Frechet distance between n training images and n held-out images: what a perfect generator scores."""
     key = (dataset, n, seed)
     if key not in _floors:
         model = load_classifier(dataset)
         x_train, _ = load_dataset(dataset, "train")
-        x_test, _ = load_dataset(dataset, "test")
-        if n > len(x_test):
-            raise CourseError(f"Only {len(x_test)} held-out {dataset} images; measure with n <= {len(x_test)}.")
+        reference = held_out(dataset, n, seed)
         pick = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(seed))[:n]
-        _floors[key] = frechet_distance(features(model, x_train[pick]), features(model, x_test[:n]))
+        _floors[key] = frechet_distance(features(model, x_train[pick]), features(model, reference))
     return _floors[key]
 
 
 def evaluate(samples: torch.Tensor, dataset: str = "mnist", n: int | None = None, seed: int = 0) -> dict:
     """The course metrics of `samples` (N x 1 x 28 x 28 or 32 x 32, in [-1, 1]).
 
-    Uses the first n samples (default: all, at most the held-out set's size) against the first n
-    held-out real images, and reports the real-vs-real floor at the same n.
+    Uses the first n samples (default: all, at most the held-out set's size) against n held-out real
+    images drawn with `seed` (see held_out), and reports the real-vs-real floor at the same n.
     """
     samples = _check_samples(samples)
     model = load_classifier(dataset)
@@ -186,7 +198,7 @@ def evaluate(samples: torch.Tensor, dataset: str = "mnist", n: int | None = None
         raise CourseError(f"Measure at least 10 samples (got {n}); 1,000 give stable numbers.")
     probs = predict(model, samples[:n])
     counts = torch.bincount(probs.argmax(1), minlength=10)
-    fd = frechet_distance(features(model, samples[:n]), features(model, x_test[:n]))
+    fd = frechet_distance(features(model, samples[:n]), features(model, held_out(dataset, n, seed)))
     floor = real_floor(dataset, n, seed)
     return {
         "dataset": dataset, "n_samples": n, "n_real": n,
