@@ -119,3 +119,13 @@ def make_idx_dataset(folder: Path, n_train: int = 30, n_test: int = 20, seed: in
 def files_in(folder: Path) -> list[str]:
     """Every file under `folder` (hidden ones too), relative, sorted: to show nothing is left behind."""
     return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.is_file())
+
+
+def one_message(exc: BaseException) -> str:
+    """The exception's message, after checking it is shown alone: no chained traceback from deep inside a library."""
+    assert exc.__cause__ is None and (exc.__context__ is None or exc.__suppress_context__), (
+        f"{type(exc).__name__} is chained to {exc.__cause__ or exc.__context__!r}: the learner sees two tracebacks"
+    )
+    message = str(exc)
+    assert message.strip() and "Traceback" not in message
+    return message

@@ -8,7 +8,7 @@ import hashlib
 import numpy as np
 import pytest
 import torch
-from conftest import IDX_FILES, files_in, idx_bytes, make_idx_dataset, write_idx
+from conftest import IDX_FILES, files_in, idx_bytes, make_idx_dataset, one_message, write_idx
 from PIL import Image
 
 import utils
@@ -66,7 +66,7 @@ def test_damaged_download_leaves_no_file(http_mirror, tmp_path):
     dest = tmp_path / "out" / "x.gz"
     with pytest.raises(DownloadError) as err:
         data.download(f"{url}/x.gz", dest, md5=md5(b"the real file"), timeout=5)
-    message = str(err.value)
+    message = one_message(err.value)
     assert "damaged" in message and "MD5" in message and "Try again" in message
     assert not dest.exists()
     assert files_in(tmp_path / "out") == []  # not even a temporary file
@@ -139,7 +139,7 @@ def test_download_dataset_with_every_mirror_failing_says_what_to_do(http_mirror,
     root = tmp_path / "data"
     with pytest.raises(DownloadError) as err:
         data.download_dataset("mnist", root, mirrors=[dead_url, url], resources=resources)
-    message = str(err.value)
+    message = one_message(err.value)
     assert dead_url in message and url in message and "damaged" in message  # both attempts are reported
     assert "network" in message and str(root / "MNIST" / "raw") in message  # what to do
     assert files_in(root) == []
@@ -189,7 +189,7 @@ def test_read_idx_reports_a_damaged_file_clearly_and_keeps_it(tmp_path, kind):
     before = path.read_bytes()
     with pytest.raises(DatasetError) as err:
         data.read_idx(path)
-    message = str(err.value)
+    message = one_message(err.value)
     assert str(path) in message and "corrupt or truncated" in message
     assert "Delete it and run again" in message  # what to do
     assert path.read_bytes() == before  # nothing deleted or changed behind the learner's back
@@ -225,7 +225,7 @@ def test_missing_fashion_mnist_offline_says_what_to_do(tmp_path, monkeypatch):
     root.mkdir()
     with pytest.raises(DatasetError) as err:
         data.load_dataset("fashion-mnist", "train", root=root)
-    message = str(err.value)
+    message = one_message(err.value)
     assert message.count("fashion-mnist is not on this machine") == 1 and "offline" in message
     assert "Go online" in message and "dataset-fashion-mnist" in message
     assert str(root / "FashionMNIST" / "raw") in message  # where to put the files by hand
@@ -360,7 +360,7 @@ def test_image_folder_limit_keeps_the_first_sorted_images(image_folder):
 def test_missing_image_folder_says_what_to_do(tmp_path):
     with pytest.raises(DatasetError) as err:
         utils.load_image_folder(tmp_path / "celeba")
-    message = str(err.value)
+    message = one_message(err.value)
     assert "does not exist" in message and str(tmp_path / "celeba") in message
     assert "Download CelebA or LSUN" in message and "IMAGE_FOLDER" in message
 
@@ -369,7 +369,7 @@ def test_empty_image_folder_says_what_to_do(tmp_path):
     (tmp_path / "readme.txt").write_text("the images are elsewhere")
     with pytest.raises(DatasetError) as err:
         utils.load_image_folder(tmp_path)
-    message = str(err.value)
+    message = one_message(err.value)
     assert "holds no images" in message and ".png" in message and "Point IMAGE_FOLDER" in message
     assert (tmp_path / "readme.txt").read_text() == "the images are elsewhere"
 
@@ -382,7 +382,7 @@ def test_corrupt_image_names_the_file_and_keeps_it(image_folder, damage):
     before = victim.read_bytes()
     with pytest.raises(DatasetError) as err:
         utils.load_image_folder(image_folder, size=32)
-    message = str(err.value)
+    message = one_message(err.value)
     assert str(victim) in message and "corrupt" in message and "Delete or replace it" in message
     assert victim.read_bytes() == before
 

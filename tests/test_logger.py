@@ -8,6 +8,7 @@ import struct
 import numpy as np
 import pytest
 import torch
+from conftest import one_message
 from PIL import Image
 from tensorboardX.proto import event_pb2
 
@@ -75,7 +76,7 @@ def test_unwritable_run_folder_says_what_to_do(tmp_path):
     blocker.write_text("a file where the folder should be")  # fails even as root
     with pytest.raises(CourseError) as err:
         utils.Logger("vanilla", "mnist", root=blocker / "vanilla")
-    message = str(err.value)
+    message = one_message(err.value)
     assert "Cannot write the run folder" in message and str(blocker / "vanilla") in message
     assert "Pass Logger(..., root=...) a folder you can write to" in message
     assert blocker.read_text() == "a file where the folder should be"
@@ -215,7 +216,7 @@ def test_log_images_permutes_channels_last_keeping_height_and_width(logger):
 def test_log_images_with_a_wrong_shape_says_what_to_do(logger, shape, words):
     with pytest.raises(CourseError) as err:
         logger.log_images(torch.zeros(shape), 16, 0, 0, 10)
-    message = str(err.value)
+    message = one_message(err.value)
     assert message.startswith("Logger.log_images:") and message.count("\n") == 0
     assert all(w in message for w in words), message
     assert list((logger.dir / "images").iterdir()) == [] and logger.grids == []
