@@ -26,6 +26,14 @@ def fresh_announcements(monkeypatch):
     monkeypatch.setattr(data, "_announced", set())
 
 
+def test_the_unit_tests_cannot_reach_the_network():
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.URLError, match="may not look up example.org"):
+        urllib.request.urlopen("http://example.org/", timeout=1)
+
+
 # ----------------------------------------------------------------------------- offline()
 
 
@@ -241,6 +249,21 @@ def test_fashion_mnist_from_a_system_package(tmp_path, monkeypatch, capsys, fres
     assert f"fashion-mnist: 8 test images from {system_dir} (system package)" in capsys.readouterr().out
     assert images.shape == (8, 1, 28, 28) and labels.tolist() == arrays["test"][1].tolist()
     assert images.min() >= -1 and images.max() <= 1
+
+
+SYSTEM_FASHION = data.DATASETS["fashion-mnist"][1][0]
+
+
+@pytest.mark.skipif(not (SYSTEM_FASHION / "t10k-images-idx3-ubyte.gz").is_file(),
+                    reason="Debian's dataset-fashion-mnist package is not installed")
+def test_fashion_mnist_from_the_installed_debian_package(tmp_path, offline, capsys, fresh_announcements):
+    images, labels = data.load_dataset("fashion-mnist", "test", root=tmp_path)
+    assert f"{SYSTEM_FASHION} (system package)" in capsys.readouterr().out
+    assert images.shape == (10_000, 1, 28, 28) and torch.bincount(labels).tolist() == [1000] * 10
+    assert images.min() == -1 and images.max() == 1
+    accuracy = (utils.metrics.predict(utils.load_classifier("fashion-mnist"), images[:1000]).argmax(1)
+                == labels[:1000]).float().mean()
+    assert accuracy > 0.85  # the shipped Fashion-MNIST classifier reads this data as it was trained
 
 
 @pytest.mark.parametrize("split", ["train", "test"])
