@@ -14,7 +14,8 @@ import torch
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
-GAN_NOTEBOOKS = ["04_vanilla_gan", "05_dcgan", "06_ebgan", "07_began", "08_wgan", "11_conditional_gan"]
+GAN_NOTEBOOKS = [s for s in ("04_vanilla_gan", "05_dcgan", "06_ebgan", "07_began", "08_wgan", "11_conditional_gan")
+                 if (ROOT / "notebooks" / f"{s}.ipynb").exists()]
 
 
 def run_copy(stem: str, where: Path, **env) -> Path:
