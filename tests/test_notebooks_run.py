@@ -18,8 +18,11 @@ GAN_NOTEBOOKS = [s for s in ("04_vanilla_gan", "05_dcgan", "06_ebgan", "07_began
                  if (ROOT / "notebooks" / f"{s}.ipynb").exists()]
 
 
-def run_copy(stem: str, where: Path, **env) -> Path:
-    """Execute notebooks/<stem>.ipynb in the smoke profile inside a copy of the course; return the copy."""
+def run_copy(stem: str, where: Path, overrides: str = "", **env) -> Path:
+    """Execute notebooks/<stem>.ipynb in the smoke profile inside a copy of the course; return the copy.
+
+    `overrides` is code run right after the cell tagged `parameters`, as papermill injects parameters.
+    """
     course = where / "course"
     if not course.exists():
         shutil.copytree(ROOT / "utils", course / "utils", ignore=shutil.ignore_patterns("__pycache__"))
@@ -27,6 +30,9 @@ def run_copy(stem: str, where: Path, **env) -> Path:
         (course / "notebooks").mkdir()
     shutil.copy(ROOT / "notebooks" / f"{stem}.ipynb", course / "notebooks")
     nb = nbformat.read(course / "notebooks" / f"{stem}.ipynb", as_version=4)
+    if overrides:
+        at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", []))
+        nb.cells.insert(at + 1, nbformat.v4.new_code_cell(overrides))
     saved = dict(os.environ)
     os.environ.update({"COURSE_PROFILE": "smoke", "COURSE_OFFLINE": "1", "MPLBACKEND": "agg", **env})
     try:
@@ -59,3 +65,22 @@ def test_same_seed_same_profile_gives_identical_samples(tmp_path):
     b = torch.load(second / "runs" / "04_vanilla_gan" / "samples.pt", weights_only=True)
     assert torch.equal(a, b), "two runs with the same seed and profile differ"
     assert a.std() > 0.05, "samples are not constant"
+
+
+@pytest.mark.skipif(not (ROOT / "notebooks" / "05_dcgan.ipynb").exists(), reason="05_dcgan not written yet")
+def test_dcgan_trains_the_64x64_rgb_model_on_an_image_folder(tmp_path):
+    """The gpu profile's path (the talk's 64x64 RGB DCGAN on an image folder), on a small folder made here."""
+    from PIL import Image
+
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    g = torch.Generator().manual_seed(0)
+    for i in range(24):  # images of several sizes and both formats, as a real folder has
+        h, w = (80, 70) if i % 2 else (64, 96)
+        pixels = (torch.rand(h, w, 3, generator=g) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(folder / f"img_{i:03d}.{'png' if i % 3 else 'jpg'}")
+    course = run_copy("05_dcgan", tmp_path, overrides="BIG = True\nEPOCHS = 1\nMAX_STEPS = 2\nBATCH_SIZE = 8",
+                      COURSE_IMAGE_FOLDER=str(folder))
+    samples = torch.load(course / "runs" / "05_dcgan" / "samples.pt", weights_only=True)
+    assert samples.shape[1:] == (3, 64, 64), "the RGB path saves 64x64 colour samples"
+    assert -1 <= samples.min() and samples.max() <= 1
