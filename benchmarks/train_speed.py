@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -40,6 +41,7 @@ import utils  # noqa: E402
 from utils.metrics import evaluate  # noqa: E402
 
 Z, BATCH = 100, 100
+ROUNDS = 5  # timed rounds per loop; the median counts
 
 
 def cpu_has_bf16() -> bool:
@@ -207,16 +209,18 @@ def samples_of(G: nn.Module, kind: str, n: int = 1000) -> torch.Tensor:
 
 def measure(kind: str, steps: int, timing_steps: int, bf16: bool, images, images_uint8) -> dict:
     out = {"kind": kind}
-    # speed: a warm-up, then the same number of timed steps for each loop, interleaved twice
+    # speed: a warm-up, then ROUNDS rounds of the same number of timed steps, the two loops taking turns;
+    # the median round of each loop counts, so one round slowed by the machine does not decide the ratio
     reference_loop(kind, images_uint8, 5)
     course_loop(kind, images, 5, bf16)
-    ref_t = cmp_t = 0.0
-    for _ in range(2):
-        ref_t += reference_loop(kind, images_uint8, timing_steps)[1]
-        cmp_t += course_loop(kind, images, timing_steps, bf16)[1]
-    out["reference_steps_per_s"] = 2 * timing_steps / ref_t
-    out["course_steps_per_s"] = 2 * timing_steps / cmp_t
+    ref_rates, cmp_rates = [], []
+    for _ in range(ROUNDS):
+        ref_rates.append(timing_steps / reference_loop(kind, images_uint8, timing_steps)[1])
+        cmp_rates.append(timing_steps / course_loop(kind, images, timing_steps, bf16)[1])
+    out["reference_steps_per_s"] = statistics.median(ref_rates)
+    out["course_steps_per_s"] = statistics.median(cmp_rates)
     out["speedup"] = out["course_steps_per_s"] / out["reference_steps_per_s"]
+    out["round_speedups"] = [c / r for r, c in zip(ref_rates, cmp_rates)]
     # quality at equal steps
     if steps:
         G_ref, _ = reference_loop(kind, images_uint8, steps)
@@ -273,6 +277,9 @@ def write_results(results: list[dict], nbval: tuple[float, str] | None, bf16: bo
             f"{r['speedup']:.2f}x | {ra.get('fd_ratio', float('nan')):.1f} | {rb.get('fd_ratio', float('nan')):.1f} | "
             f"{ra.get('coverage', '-')}/10 | {rb.get('coverage', '-')}/10 |"
         )
+    lines += ["", f"Steps per second: the median of {ROUNDS} timed rounds of {args.timing_steps} steps per loop, the two "
+                  "loops taking turns. The speed-up of each round: " + "; ".join(
+                      f"{r['kind']} " + ", ".join(f"{x:.2f}" for x in r["round_speedups"]) for r in results) + "."]
     if results and "steps" in results[0]:
         r = results[0]["reference_metrics"]
         lines += ["", f"Quality: both loops trained {results[0]['steps']} steps from seed 0; the Frechet-distance "
@@ -319,7 +326,8 @@ def main() -> None:
         r = measure(kind, steps, timing, bf16, images, images_uint8)
         results.append(r)
         print(f"{kind}: reference {r['reference_steps_per_s']:.1f} steps/s, course {r['course_steps_per_s']:.1f} "
-              f"steps/s ({r['speedup']:.2f}x)", flush=True)
+              f"steps/s ({r['speedup']:.2f}x; rounds " + ", ".join(f"{x:.2f}" for x in r["round_speedups"]) + ")",
+              flush=True)
         for which in ("reference", "course"):
             if f"{which}_metrics" in r:
                 print(f"  {which} after {steps} steps: {utils.report(r[f'{which}_metrics'])}", flush=True)
