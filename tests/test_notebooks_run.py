@@ -70,20 +70,30 @@ def test_same_seed_same_profile_gives_identical_samples(tmp_path):
     assert a.std() > 0.05, "samples are not constant"
 
 
-@pytest.mark.skipif(not (ROOT / "notebooks" / "05_dcgan.ipynb").exists(), reason="05_dcgan not written yet")
-def test_dcgan_trains_the_64x64_rgb_model_on_an_image_folder(tmp_path):
-    """The gpu profile's path (the talk's 64x64 RGB DCGAN on an image folder), on a small folder made here."""
+def make_image_folder(folder: Path) -> Path:
+    """24 random RGB images of several sizes and both formats, as a real folder of photos has."""
     from PIL import Image
 
-    folder = tmp_path / "faces"
     folder.mkdir()
     g = torch.Generator().manual_seed(0)
-    for i in range(24):  # images of several sizes and both formats, as a real folder has
+    for i in range(24):
         h, w = (80, 70) if i % 2 else (64, 96)
         pixels = (torch.rand(h, w, 3, generator=g) * 255).to(torch.uint8).numpy()
         Image.fromarray(pixels).save(folder / f"img_{i:03d}.{'png' if i % 3 else 'jpg'}")
-    course = run_copy("05_dcgan", tmp_path, overrides="BIG = True\nEPOCHS = 1\nMAX_STEPS = 2\nBATCH_SIZE = 8",
-                      COURSE_IMAGE_FOLDER=str(folder))
-    samples = torch.load(course / "runs" / "05_dcgan" / "samples.pt", weights_only=True)
+    return folder
+
+
+# The gpu profile's 64x64 RGB path of each notebook that has one, on a small folder made here.
+RGB_RUNS = {
+    "05_dcgan": "BIG = True\nEPOCHS = 1\nMAX_STEPS = 2\nBATCH_SIZE = 8",
+    "07_began": "BIG = True\nSTEPS = 2\nSTEPS_2 = 2\nTRACK_EVERY = 1\nBATCH_SIZE = 8",
+}
+
+
+@pytest.mark.parametrize("stem", [s for s in RGB_RUNS if (ROOT / "notebooks" / f"{s}.ipynb").exists()])
+def test_notebook_trains_the_64x64_rgb_model_on_an_image_folder(stem, tmp_path):
+    folder = make_image_folder(tmp_path / "faces")
+    course = run_copy(stem, tmp_path, overrides=RGB_RUNS[stem], COURSE_IMAGE_FOLDER=str(folder))
+    samples = torch.load(course / "runs" / stem / "samples.pt", weights_only=True)
     assert samples.shape[1:] == (3, 64, 64), "the RGB path saves 64x64 colour samples"
     assert -1 <= samples.min() and samples.max() <= 1
