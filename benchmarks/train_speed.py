@@ -247,6 +247,13 @@ def notebook_times() -> dict[str, float]:
     return times
 
 
+def notebook_section() -> str:
+    """The '## Notebooks' table of results.md, from the stored runs."""
+    rows = [f"| {stem} | {sec / 60:.1f} min ({sec:.0f} s) |" for stem, sec in notebook_times().items()]
+    return ("## Notebooks\n\nEach notebook's stored `cpu`-profile run (the outputs committed with it), from the cell "
+            "timings recorded when it was executed:\n\n| notebook | cpu-profile time |\n|---|---|\n" + "\n".join(rows))
+
+
 def nbval_time() -> tuple[float, str]:
     env = {**os.environ, "COURSE_PROFILE": "smoke", "COURSE_OFFLINE": "1", "MPLBACKEND": "agg"}
     start = time.perf_counter()
@@ -285,10 +292,7 @@ def write_results(results: list[dict], nbval: tuple[float, str] | None, bf16: bo
         lines += ["", f"Quality: both loops trained {results[0]['steps']} steps from seed 0; the Frechet-distance "
                       f"ratio is to the real-vs-real floor, {r['n_samples']:,} samples against {r['n_real']:,} "
                       "held-out real digits (utils.evaluate)."]
-    times = notebook_times()
-    lines += ["", "## Notebooks", "", "Each notebook's stored `cpu`-profile run (the outputs committed with it), "
-              "from the cell timings recorded when it was executed:", "", "| notebook | cpu-profile time |", "|---|---|"]
-    lines += [f"| {stem} | {sec / 60:.1f} min ({sec:.0f} s) |" for stem, sec in times.items()]
+    lines += ["", notebook_section()]
     if nbval:
         lines += ["", f"Smoke-profile nbval run of every notebook (`pytest -n 2 notebooks`): {nbval[0]:.0f} s "
                       f"({nbval[1]})."]
@@ -306,14 +310,14 @@ def main() -> None:
     parser.add_argument("--notebook-times", action="store_true",
                         help="only refresh the notebook table of results.md from the stored runs")
     args = parser.parse_args()
-    if args.notebook_times:
+    if args.notebook_times:  # keep the rest of results.md, the nbval line included
         path = ROOT / "benchmarks" / "results.md"
-        head = path.read_text().split("## Notebooks")[0] if path.exists() else "# Benchmark results\n\n"
-        rows = [f"| {stem} | {sec / 60:.1f} min ({sec:.0f} s) |" for stem, sec in notebook_times().items()]
-        body = ("## Notebooks\n\nEach notebook's stored `cpu`-profile run (the outputs committed with it), from the cell "
-                "timings recorded when it was executed:\n\n| notebook | cpu-profile time |\n|---|---|\n" + "\n".join(rows))
-        utils.runtime.atomic_write(path, lambda tmp: Path(tmp).write_text(head + body + "\n"))
-        print(body)
+        old = path.read_text() if path.exists() else "# Benchmark results\n\n"
+        head, _, tail = old.partition("## Notebooks")
+        nbval_line = [line for line in tail.splitlines() if line.startswith("Smoke-profile nbval")]
+        text = "\n\n".join([head.rstrip("\n"), notebook_section(), *nbval_line]) + "\n"
+        utils.runtime.atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+        print(notebook_section())
         return
 
     bf16 = cpu_has_bf16()
