@@ -1,6 +1,6 @@
 """Training speed on a CPU: the original tutorial's loop against the course's loop, measured in one run.
 
-    python benchmarks/train_speed.py              # speed + quality at equal steps; writes benchmarks/results.md
+    python benchmarks/train_speed.py              # speed, quality at equal steps, DCGAN profile; writes results.md
     python benchmarks/train_speed.py --quick      # fewer steps (a minute), no results file
     python benchmarks/train_speed.py --nbval      # also time the smoke-profile nbval run of every notebook
 
@@ -13,7 +13,9 @@ For the vanilla GAN (the seed tutorial's MLPs, batch 100) and a DCGAN (28x28 MNI
       the fused Adam, and D's weights frozen during the generator step (no weight gradients
       that the next zero_grad would throw away).
 Both train from the same seed for the same number of steps; the course metrics of their samples
-are compared, so the speed-up is not bought with quality. The last line reads
+are compared, so the speed-up is not bought with quality. A profile of the DCGAN course loop follows:
+its speed with each CPU measure taken away and with torch.compile added (compile time apart), and
+the share of its time spent in convolutions. The last line reads
 `speedup: vanilla=<x> dcgan=<y>` (steps per second of (b) over (a), measured in this run).
 """
 
@@ -160,40 +162,47 @@ def reference_loop(kind: str, images_uint8, steps: int):
 # ----------------------------------------------------------------------------- (b) the course loop
 
 
-def course_loop(kind: str, images: torch.Tensor, steps: int, bf16: bool):
+def course_loop(kind: str, images: torch.Tensor, steps: int, bf16: bool, channels_last: bool = True,
+                compiled: bool = False, warmup: int = 0):
+    """Train `steps` steps; returns G, their seconds, and the seconds of `warmup` untimed steps before them
+    (with `compiled`, the first steps are where torch.compile spends its compile time)."""
     G, D, g_optimizer, d_optimizer = build(kind, reference=False)
-    fmt = torch.channels_last if kind == "dcgan" else torch.contiguous_format
+    fmt = torch.channels_last if kind == "dcgan" and channels_last else torch.contiguous_format
     G, D = G.to(memory_format=fmt), D.to(memory_format=fmt)
+    G_run, D_run = (torch.compile(G), torch.compile(D)) if compiled else (G, D)
     data = images.view(len(images), -1) if kind == "vanilla" else images.contiguous(memory_format=fmt)
     batches = utils.Batches(data, batch_size=BATCH, seed=0)
     loss = nn.BCEWithLogitsLoss()
     targets = torch.cat([torch.ones(BATCH, 1), torch.zeros(BATCH, 1)])
     autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
     joint = not any(isinstance(m, nn.BatchNorm2d) for m in D.modules())
-    it, start = iter(batches), time.perf_counter()
-    for _ in range(steps):
+    it, start, warmup_seconds = iter(batches), time.perf_counter(), 0.0
+    for step in range(warmup + steps):
+        if step == warmup:
+            warmup_seconds, start = time.perf_counter() - start, time.perf_counter()
         try:
             real = next(it)
         except StopIteration:
             it = iter(batches)
             real = next(it)
         with autocast():
-            fake = G(noise(kind, BATCH)).view_as(real)
+            fake = G_run(noise(kind, BATCH)).view_as(real)
             if joint:  # real and fake through D as one batch of 2B: one pass instead of two, the same loss
-                d_loss = 2 * loss(D(torch.cat([real, fake.detach()])).float(), targets)
+                d_loss = 2 * loss(D_run(torch.cat([real, fake.detach()])).float(), targets)
             else:  # batch norm must see real and fake batches apart, as in the DCGAN paper
-                d_loss = loss(D(real).float(), targets[:BATCH]) + loss(D(fake.detach()).float(), targets[BATCH:])
+                d_loss = loss(D_run(real).float(), targets[:BATCH]) + loss(D_run(fake.detach()).float(),
+                                                                           targets[BATCH:])
         d_optimizer.zero_grad(set_to_none=True)
         d_loss.backward()
         d_optimizer.step()
         D.requires_grad_(False)  # the generator step needs gradients through D, not for D's weights
         with autocast():
-            g_loss = loss(D(fake).float(), targets[:BATCH])
+            g_loss = loss(D_run(fake).float(), targets[:BATCH])
         g_optimizer.zero_grad(set_to_none=True)
         g_loss.backward()
         g_optimizer.step()
         D.requires_grad_(True)
-    return G, time.perf_counter() - start
+    return G, time.perf_counter() - start, warmup_seconds
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -224,11 +233,75 @@ def measure(kind: str, steps: int, timing_steps: int, bf16: bool, images, images
     # quality at equal steps
     if steps:
         G_ref, _ = reference_loop(kind, images_uint8, steps)
-        G_cmp, _ = course_loop(kind, images, steps, bf16)
+        G_cmp = course_loop(kind, images, steps, bf16)[0]
         out["steps"] = steps
         out["reference_metrics"] = evaluate(samples_of(G_ref, kind))
         out["course_metrics"] = evaluate(samples_of(G_cmp, kind))
     return out
+
+
+VARIANTS = (  # the DCGAN course loop with one of its CPU measures taken away, or torch.compile added
+    ("course loop (b)", {}),
+    ("(b) without bf16 autocast", {"bf16": False}),
+    ("(b) without channels_last", {"channels_last": False}),
+    ("(b) without bf16 and channels_last", {"bf16": False, "channels_last": False}),
+    ("(b) with torch.compile of G and D", {"compiled": True}),
+)
+
+
+def dcgan_profile(images, images_uint8, bf16: bool, timing_steps: int, rounds: int = 3) -> dict:
+    """Where the DCGAN course loop's speed comes from and where its time goes.
+
+    Each variant of VARIANTS against the reference loop, `rounds` rounds taking turns (medians count); the
+    first steps of a compiled loop are timed apart, as torch.compile's compile time. Then the share of the
+    course loop's CPU time spent in convolutions, from torch.profiler over `timing_steps` steps."""
+    ref_rates, rates, compile_seconds = [], {name: [] for name, _ in VARIANTS}, []
+    for _ in range(rounds):
+        ref_rates.append(timing_steps / reference_loop("dcgan", images_uint8, timing_steps)[1])
+        for name, change in VARIANTS:
+            options = {"bf16": bf16, **change}
+            options["bf16"] = options["bf16"] and bf16
+            _, seconds, warmup_seconds = course_loop("dcgan", images, timing_steps, warmup=3, **options)
+            rates[name].append(timing_steps / seconds)
+            if change.get("compiled"):
+                compile_seconds.append(warmup_seconds)
+    reference = statistics.median(ref_rates)
+    out = {"reference_steps_per_s": reference, "compile_seconds": statistics.median(compile_seconds),
+           "variants": {name: {"steps_per_s": statistics.median(r), "speedup": statistics.median(r) / reference}
+                        for name, r in rates.items()}}
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        course_loop("dcgan", images, timing_steps, bf16)
+    ops = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in ops)
+    conv = sum(e.self_cpu_time_total for e in ops if "convolution" in e.key)
+    out["conv_share"] = conv / total
+    out["top_ops"] = [(e.key, e.self_cpu_time_total / total)
+                      for e in sorted(ops, key=lambda e: -e.self_cpu_time_total)[:5]]
+    return out
+
+
+def profile_section(p: dict, timing_steps: int) -> str:
+    """The '## Where the DCGAN time goes' part of results.md."""
+    plain = p["variants"]["course loop (b)"]["steps_per_s"]
+    compiled = p["variants"]["(b) with torch.compile of G and D"]["steps_per_s"]
+    saved = 1 / plain - 1 / compiled  # seconds per step that compiling saves (negative: it costs)
+    pays = (f"it pays for its compile time after {p['compile_seconds'] / saved:,.0f} steps" if saved > 0 else
+            "it is slower per step as well, so it never pays for its compile time")
+    rows = [f"| {name} | {v['steps_per_s']:.1f} | {v['speedup']:.2f}x |" for name, v in p["variants"].items()]
+    ops = ", ".join(f"`{key}` {share:.0%}" for key, share in p["top_ops"])
+    return "\n".join([
+        "## Where the DCGAN time goes", "",
+        f"The DCGAN course loop with one measure at a time taken away, each against the reference loop "
+        f"({p['reference_steps_per_s']:.1f} steps/s) in the same run; medians of rounds of {timing_steps} steps:", "",
+        "| loop | steps/s | speed-up over (a) |", "|---|---|---|", f"| reference loop (a) | "
+        f"{p['reference_steps_per_s']:.1f} | 1.00x |", *rows, "",
+        f"torch.compile spent {p['compile_seconds']:.0f} s compiling (its first 3 steps); then {compiled:.1f} steps/s "
+        f"against {plain:.1f}: {pays}.", "",
+        f"torch.profiler over {timing_steps} steps of the course loop: convolutions (forward and backward) take "
+        f"{p['conv_share']:.0%} of its CPU time. The five largest operators by their own time: {ops}. The loop's "
+        "other measures (in-memory batches, fused Adam, D frozen in the generator step) act on the remaining "
+        "share; only a faster convolution, here bf16, moves the rest.",
+    ])
 
 
 def notebook_times() -> dict[str, float]:
@@ -263,7 +336,7 @@ def nbval_time() -> tuple[float, str]:
     return time.perf_counter() - start, last
 
 
-def write_results(results: list[dict], nbval: tuple[float, str] | None, bf16: bool, args) -> Path:
+def write_results(results: list[dict], profile: dict, nbval: tuple[float, str] | None, bf16: bool, args) -> Path:
     lines = [
         "# Benchmark results",
         "",
@@ -292,7 +365,7 @@ def write_results(results: list[dict], nbval: tuple[float, str] | None, bf16: bo
         lines += ["", f"Quality: both loops trained {results[0]['steps']} steps from seed 0; the Frechet-distance "
                       f"ratio is to the real-vs-real floor, {r['n_samples']:,} samples against {r['n_real']:,} "
                       "held-out real digits (utils.evaluate)."]
-    lines += ["", notebook_section()]
+    lines += ["", profile_section(profile, args.timing_steps), "", notebook_section()]
     if nbval:
         lines += ["", f"Smoke-profile nbval run of every notebook (`pytest -n 2 notebooks`): {nbval[0]:.0f} s "
                       f"({nbval[1]})."]
@@ -340,8 +413,13 @@ def main() -> None:
             a, b = r["reference_metrics"], r["course_metrics"]
             same = b["fd"] <= 1.25 * a["fd"] + 0.5 * a["floor"] and b["coverage"] >= a["coverage"] - 1
             print(f"{r['kind']}: course quality {'matches' if same else 'DOES NOT match'} the reference at equal steps")
+        profile = dcgan_profile(images, images_uint8, bf16, timing)
+        for name, v in profile["variants"].items():
+            print(f"dcgan {name}: {v['steps_per_s']:.1f} steps/s ({v['speedup']:.2f}x)", flush=True)
+        print(f"dcgan: torch.compile {profile['compile_seconds']:.0f} s to compile; convolutions "
+              f"{profile['conv_share']:.0%} of the course loop's CPU time", flush=True)
         nbval = nbval_time() if args.nbval else None
-        print(f"results: {write_results(results, nbval, bf16, args).relative_to(ROOT)}")
+        print(f"results: {write_results(results, profile, nbval, bf16, args).relative_to(ROOT)}")
     print(f"speedup: vanilla={results[0]['speedup']:.2f} dcgan={results[1]['speedup']:.2f}")
 
 
