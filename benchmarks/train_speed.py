@@ -51,12 +51,28 @@ ROUNDS = 5  # timed rounds per loop; the median counts
 SEEDS = (0, 1, 2, 3, 4)  # quality runs per loop; their means count
 
 
-def cpu_has_bf16() -> bool:
+def cpu_flags() -> set[str]:
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return set()
+    return {flag for line in lines if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+
+
+def cpu_has_bf16() -> bool:
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def cpu_description() -> str:
+    """The CPU's model and its bf16 units: the DCGAN speed-up depends on them (AMX tiles make bf16 convolutions
+    about 2.5x faster than fp32 here; AVX-512 bf16 alone, about 1.5x)."""
+    try:
+        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), platform.processor() or "unknown CPU")
+    except OSError:
+        model = platform.processor() or "unknown CPU"
+    units = [name for flag, name in (("amx_bf16", "AMX bf16"), ("avx512_bf16", "AVX-512 bf16")) if flag in cpu_flags()]
+    return f"{model} ({', '.join(units) or 'no bf16 units'})"
 
 
 # ----------------------------------------------------------------------------- models
@@ -403,7 +419,8 @@ def write_results(results: list[dict], profiles: list[dict], nbval: tuple[float,
     lines = [
         "# Benchmark results",
         "",
-        f"Written by `python benchmarks/train_speed.py` on {time.strftime('%Y-%m-%d')}: {os.cpu_count()} cores, "
+        f"Written by `python benchmarks/train_speed.py` on {time.strftime('%Y-%m-%d')}: {cpu_description()}, "
+        f"{os.cpu_count()} cores, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, bf16 autocast "
         f"{'on (the CPU has bf16 instructions)' if bf16 else 'off (no bf16 instructions)'}, "
         f"python {platform.python_version()}.",
