@@ -51,27 +51,27 @@ ROUNDS = 5  # timed rounds per loop; the median counts
 SEEDS = (0, 1, 2, 3, 4)  # quality runs per loop; their means count
 
 
-def cpu_flags() -> set[str]:
+def cpu_info() -> tuple[str, set[str]]:
+    """The CPU's model name and its flags, from one read of /proc/cpuinfo (empty where there is none)."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        return set()
-    return {flag for line in lines if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+        lines = []
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+                 platform.processor() or "unknown CPU")
+    flags = {flag for line in lines if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    return model, flags
 
 
 def cpu_has_bf16() -> bool:
-    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_info()[1])
 
 
 def cpu_description() -> str:
     """The CPU's model and its bf16 units: the DCGAN speed-up depends on them (AMX tiles make bf16 convolutions
     about 2.5x faster than fp32 here; AVX-512 bf16 alone, about 1.5x)."""
-    try:
-        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("model name")), platform.processor() or "unknown CPU")
-    except OSError:
-        model = platform.processor() or "unknown CPU"
-    units = [name for flag, name in (("amx_bf16", "AMX bf16"), ("avx512_bf16", "AVX-512 bf16")) if flag in cpu_flags()]
+    model, flags = cpu_info()
+    units = [name for flag, name in (("amx_bf16", "AMX bf16"), ("avx512_bf16", "AVX-512 bf16")) if flag in flags]
     return f"{model} ({', '.join(units) or 'no bf16 units'})"
 
 

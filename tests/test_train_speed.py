@@ -63,8 +63,7 @@ def test_both_loops_train_and_the_course_models_use_the_fast_layers(ts, kind):
         x = ts.samples_of(G, kind, n=10)
         assert x.shape == (10, 1, 28, 28) and torch.isfinite(x).all()
     fast = ts.RandDropout if kind == "vanilla" else ts.ProjectZ
-    _, D, _, _ = ts.build(kind, reference=False)
-    G, _, _, _ = ts.build(kind, reference=False)
+    G, D, _, _ = ts.build(kind, reference=False)
     assert any(isinstance(m, fast) for m in (*D.modules(), *G.modules()))
     G, D, _, _ = ts.build(kind, reference=False, stock_layers=True)
     assert not any(isinstance(m, fast) for m in (*D.modules(), *G.modules()))
