@@ -3,6 +3,7 @@
     python benchmarks/train_speed.py              # speed, quality at equal steps, profiles; writes results.md
     python benchmarks/train_speed.py --quick      # fewer steps (a minute), no results file
     python benchmarks/train_speed.py --nbval      # also time the smoke-profile nbval run of every notebook
+    python benchmarks/train_speed.py --notebook-times   # only the notebook table: times and targets
 
 For the vanilla GAN (the seed tutorial's MLPs, batch 100) and a DCGAN (28x28 MNIST), two loops:
   (a) reference, as the tutorial wrote it: a torchvision-style Dataset whose items go through
@@ -49,6 +50,20 @@ from utils.metrics import evaluate  # noqa: E402
 Z, BATCH = 100, 100
 ROUNDS = 5  # timed rounds per loop; the median counts
 SEEDS = (0, 1, 2, 3, 4)  # quality runs per loop; their means count
+# The course's targets for each notebook's stored cpu-profile run: its time in minutes and, for a GAN, the
+# Frechet-distance ratio to the real-vs-real floor, the classes with at least 5% of the samples and, for the
+# conditional GAN, how often the classifier reads the requested digit.
+TARGETS = {
+    "03_autoencoders": {"minutes": 7},
+    "04_vanilla_gan": {"minutes": 6, "fd_ratio": 12, "coverage": 10},
+    "05_dcgan": {"minutes": 5, "fd_ratio": 6, "coverage": 10},
+    "06_ebgan": {"minutes": 7, "fd_ratio": 12, "coverage": 10},
+    "07_began": {"minutes": 7, "fd_ratio": 12, "coverage": 10},
+    "08_wgan": {"minutes": 7, "fd_ratio": 6, "coverage": 10},
+    "09_gan_pitfalls": {"minutes": 7},
+    "10_evaluating_gans": {"minutes": 7},
+    "11_conditional_gan": {"minutes": 7, "label_accuracy": 0.9},
+}
 
 
 def cpu_info() -> tuple[str, set[str]]:
@@ -400,11 +415,43 @@ def notebook_times() -> dict[str, float]:
     return times
 
 
+def target_check(stem: str, seconds: float, info: dict | None) -> tuple[str, str]:
+    """A notebook's targets as text, and whether its stored run meets them: 'yes', 'no: <what>' or '-'."""
+    target = TARGETS.get(stem)
+    if not target:
+        return "-", "-"
+    metrics = (info or {}).get("metrics") or {}
+    checks = [("minutes", f"<= {target['minutes']} min", seconds / 60 <= target["minutes"])]
+    if "fd_ratio" in target:
+        ratio = metrics.get("fd_ratio", float("inf"))
+        checks.append(("fd_ratio", f"<= {target['fd_ratio']}x", ratio <= target["fd_ratio"]))
+    if "coverage" in target:
+        checks.append(("coverage", f"{target['coverage']}/10 classes", metrics.get("coverage", 0) >= target["coverage"]))
+    if "label_accuracy" in target:
+        accuracy = (info or {}).get("label_accuracy", 0.0)
+        checks.append(("label_accuracy", f"label accuracy >= {target['label_accuracy']:.0%}",
+                       accuracy >= target["label_accuracy"]))
+    missed = [text for _, text, ok in checks if not ok]
+    return ", ".join(text for _, text, _ in checks), "yes" if not missed else "no: " + ", ".join(missed)
+
+
 def notebook_section() -> str:
-    """The '## Notebooks' table of results.md, from the stored runs."""
-    rows = [f"| {stem} | {sec / 60:.1f} min ({sec:.0f} s) |" for stem, sec in notebook_times().items()]
-    return ("## Notebooks\n\nEach notebook's stored `cpu`-profile run (the outputs committed with it), from the cell "
-            "timings recorded when it was executed:\n\n| notebook | cpu-profile time |\n|---|---|\n" + "\n".join(rows))
+    """The '## Notebooks' table of results.md: each stored run's time and metrics against the course's targets."""
+    rows = []
+    for stem, sec in notebook_times().items():
+        info_path = utils.metrics.PRETRAINED_DIR / stem / "info.json"
+        info = json.loads(info_path.read_text()) if info_path.is_file() else None
+        m = (info or {}).get("metrics") or {}
+        ratio = f"{m['fd_ratio']:.1f}x" if "fd_ratio" in m else "-"
+        coverage = f"{m['coverage']}/10" if "coverage" in m else "-"
+        target, met = target_check(stem, sec, info)
+        rows.append(f"| {stem} | {sec / 60:.1f} min ({sec:.0f} s) | {ratio} | {coverage} | {target} | {met} |")
+    return ("## Notebooks\n\nEach notebook's stored `cpu`-profile run (the outputs committed with it): its time, from "
+            "the cell timings recorded when it was executed, and for a GAN the metrics of the 1,000 samples its "
+            "best generator made (`data/pretrained/<notebook>/info.json`: the Frechet-distance ratio to the "
+            "real-vs-real floor, and the classes with at least 5% of the samples), against the course's targets:"
+            "\n\n| notebook | cpu-profile time | Frechet ratio | classes | target | met |\n|---|---|---|---|---|---|\n"
+            + "\n".join(rows))
 
 
 def nbval_time() -> tuple[float, str]:

@@ -81,3 +81,15 @@ def test_same_quality_allows_chance_but_not_a_real_loss(ts):
     assert not ts.same_quality(fewer_classes)                                # 2.6 classes less, SE 0.53
     worse_distance = {"reference_runs": reference, "course_runs": runs([1400, 1500, 1450, 1400, 1500], [5] * 5)}
     assert not ts.same_quality(worse_distance)                               # 1.6x the distance
+
+
+def test_target_check_names_what_a_stored_run_misses(ts):
+    info = {"metrics": {"fd_ratio": 7.8, "coverage": 10}}
+    target, met = ts.target_check("07_began", 375, info)
+    assert target == "<= 7 min, <= 12x, 10/10 classes" and met == "yes"
+    assert ts.target_check("07_began", 375, {"metrics": {"fd_ratio": 13.2, "coverage": 8}})[1] == \
+        "no: <= 12x, 10/10 classes"
+    assert ts.target_check("07_began", 430, info)[1] == "no: <= 7 min"
+    assert ts.target_check("08_wgan", 370, None)[1] == "no: <= 6x, 10/10 classes"   # no stored metrics: not met
+    assert ts.target_check("11_conditional_gan", 180, {"label_accuracy": 0.89})[1] == "no: label accuracy >= 90%"
+    assert ts.target_check("01_neural_networks", 9, None) == ("-", "-")
