@@ -304,3 +304,20 @@ def test_close_flushes_and_can_be_called_twice(tmp_path):
     lg.close()
     assert lg.writer is None
     assert "m/g_error" in scalars(tmp_path / "tensorboard")
+
+
+def test_a_resumed_run_takes_back_its_grids_and_a_fresh_one_drops_them(tmp_path):
+    root = tmp_path / "run"
+    with utils.Logger("m", "d", root=root, tensorboard=False) as lg:
+        for step in range(3):
+            lg.log_images(torch.full((4, 1, 8, 8), step - 1.0), 4, 0, step, 10)
+    with utils.Logger("m", "d", root=root, resume_step=1, tensorboard=False) as lg:
+        assert len(lg.grids) == 3, "the grids saved before the kernel died come back for the GIF"
+        first = utils.images.to_uint8(utils.make_grid(torch.full((4, 1, 8, 8), -1.0)))
+        assert np.array_equal(utils.images.to_uint8(lg.grids[0]), first), "the first grid is read back as saved"
+        lg.log_images(torch.full((4, 1, 8, 8), 1.0), 4, 0, 2, 10)  # step 2 logged again after the resume
+        assert len(lg.grids) == 3, "a frame logged again replaces its earlier copy"
+        with Image.open(lg.save_gif()) as im:
+            assert im.n_frames == 3
+    with utils.Logger("m", "d", root=root, tensorboard=False) as lg:
+        assert lg.grids == [] and not list((root / "images").glob("*.png")), "a fresh run starts a new animation"

@@ -16,6 +16,7 @@ from .metrics import (
                       save_samples,
                       ship_run,
 )
+from .resume import TrainingRun, want_fresh
 from .runtime import (
                       CheckpointError,
                       CourseError,
@@ -36,5 +37,5 @@ __all__ = [
     "check_finite", "evaluate", "get_profile", "load_checkpoint", "load_classifier", "load_dataset",
     "load_image_folder", "load_mnist", "load_samples", "make_grid", "pick", "pick_device", "pretrained_path", "report",
     "save_checkpoint", "save_gif", "save_grid", "save_samples", "seed_everything", "setup", "ship_run", "show_images",
-    "want_pretrained",
+    "TrainingRun", "want_fresh", "want_pretrained",
 ]

@@ -24,6 +24,9 @@ from .runtime import ROOT, CourseError, atomic_write
 DATA_DIR = ROOT / "data"
 OFFLINE_SUBSET = DATA_DIR / "mnist_5k.npz"  # 5,000 real MNIST digits, 500 per class (see data/README.md)
 SUBSET_TEST_PER_CLASS = 100  # the last 100 digits of each class are the held-out split
+VAL_SIZE = 500  # training images set aside (never trained on) to choose the best checkpoint
+VAL_SEED = 0    # which ones: a fixed random draw, the same on every machine
+SPLITS = ("train", "val", "test")  # val is carved out of the source's training split; test is its held-out split
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 # name -> (torchvision class name, where a system package may hold the files)
@@ -66,6 +69,9 @@ def download(url: str, dest: str | os.PathLike, md5: str | None = None, timeout:
 
     def fetch(tmp):
         with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
+            size = resp.headers.get("Content-Length")
+            shown = f"{int(size) / 1e6:.1f} MB" if size and size.isdigit() else "size unknown"
+            print(f"downloading {url} ({shown}) to {_shown(dest)}", flush=True)
             shutil.copyfileobj(resp, out, length=1 << 20)
         if md5 is not None:
             got = hashlib.md5(Path(tmp).read_bytes()).hexdigest()
@@ -216,24 +222,38 @@ def _load_uint8(name: str, split: str, root: Path, allow_download: bool):
     )
 
 
+def val_mask(n: int) -> np.ndarray:
+    """Which of a source's n training images form the validation split: VAL_SIZE drawn with VAL_SEED."""
+    mask = np.zeros(n, dtype=bool)
+    mask[np.random.default_rng(VAL_SEED).permutation(n)[:VAL_SIZE]] = True
+    return mask
+
+
 def load_dataset(name: str = "mnist", split: str = "train", size: int = 28,
                  root: str | os.PathLike | None = None, download: bool = True):
     """Images (float N x 1 x size x size in [-1, 1]) and labels (int64 N) of MNIST or Fashion-MNIST.
 
     Sources, in order: IDX files under `root` (default data/), a system package, a download into
     `root`, and for MNIST the shipped 5,000-digit subset. One line says which source was used.
+    Splits: `train` (what models learn from), `val` (VAL_SIZE training images set aside to choose the
+    best checkpoint) and `test` (held out, for the reported metrics); the three never overlap.
     `size` 32 pads the 28x28 digits with background, as the EBGAN and BEGAN notebooks use.
     """
     check_name(name)
-    if split not in FILES:
-        raise DatasetError(f"Unknown split {split!r}. Use 'train' or 'test'.")
+    if split not in SPLITS:
+        raise DatasetError(f"Unknown split {split!r}. Use 'train', 'val' or 'test'.")
     if size not in (28, 32):
         raise DatasetError(f"size must be 28 or 32 for {name}, not {size}.")
     root = Path(root) if root else DATA_DIR
-    key = (name, split, str(root))
+    source_split = "test" if split == "test" else "train"
+    key = (name, source_split, str(root))
     if key not in _cache:
-        _cache[key] = _load_uint8(name, split, root, download)
+        _cache[key] = _load_uint8(name, source_split, root, download)
     x, y, source = _cache[key]
+    if source_split == "train":
+        keep = val_mask(len(y))
+        keep = keep if split == "val" else ~keep
+        x, y = x[keep], y[keep]
     if (name, source) not in _announced:
         _announced.add((name, source))
         print(f"{name}: {len(y):,} {split} images from {source}")
@@ -314,6 +334,20 @@ class Batches:
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def endless(self, start_step: int = 0):
+        """Batches forever, from global step `start_step` on: step s is batch s % len(self) of epoch s // len(self).
+
+        A training loop counted in steps takes next() once a step; a run resumed at step s gets exactly
+        the batches that an uninterrupted run gets from step s on.
+        """
+        epoch, skip = divmod(start_step, len(self))
+        while True:
+            self.set_epoch(epoch)
+            for b, batch in enumerate(self):
+                if b >= skip:
+                    yield batch
+            epoch, skip = epoch + 1, 0
 
     def __iter__(self):
         if self.shuffle:

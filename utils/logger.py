@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 
 import torch
+from PIL import Image
+from torchvision.transforms import functional as TF
 
 from . import images as _images
 from .runtime import ROOT, CourseError, atomic_write, load_checkpoint, save_checkpoint
@@ -61,7 +63,16 @@ class Logger:
             keep = resume_step if resume_step is not None else -1
             self.history = [r for r in rows if r["step"] <= keep]
             self._rewrite_csv()
+        # the grids of this run for the GIF: a resumed run takes back those it saved before the kernel died
         self.grids: list[torch.Tensor] = []
+        self._grid_paths: list[Path] = []
+        for png in sorted((self.dir / "images").glob("*.png")):
+            if resume_step is None or resume_step < 0:
+                png.unlink()  # a fresh run: the old run's grids must not join its animation
+            else:
+                with Image.open(png) as im:
+                    self.grids.append(TF.to_tensor(im.convert("RGB")))
+                self._grid_paths.append(png)
         self.writer = None
         if tensorboard:
             from tensorboardX import SummaryWriter
@@ -119,8 +130,12 @@ class Logger:
         step = self.step(epoch, n_batch, num_batches)
         if self.writer is not None:
             self.writer.add_image(f"{self.model_name}/samples", grid, step)
-        self.grids.append(grid)
         path = self.dir / "images" / f"epoch_{epoch:03d}_batch_{n_batch:05d}.png"
+        if path in self._grid_paths:  # logged again after a resume: the same frame, not a second one
+            self.grids[self._grid_paths.index(path)] = grid
+        else:
+            self.grids.append(grid)
+            self._grid_paths.append(path)
         return _images.save_grid(x, path, nrow, value_range)
 
     def save_gif(self, path: str | os.PathLike | None = None, duration_ms: int = 300) -> Path:

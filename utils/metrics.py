@@ -160,48 +160,60 @@ def _check_samples(samples: torch.Tensor) -> torch.Tensor:
     return samples
 
 
-def held_out(dataset: str = "mnist", n: int = 1000, seed: int = 0) -> torch.Tensor:
-    """n held-out real images drawn at random with `seed`: the reference set samples are measured against.
+SPLIT_WORDS = {"test": "held-out", "val": "validation"}
 
-    Drawn, not the first n, because a held-out split may be sorted by class (the offline MNIST subset is):
-    its first 200 images are only zeros and ones.
+
+def _reference_split(split: str) -> str:
+    if split not in SPLIT_WORDS:
+        raise CourseError(f"Measure against split 'test' (reported metrics) or 'val' (choosing a checkpoint), not {split!r}.")
+    return split
+
+
+def held_out(dataset: str = "mnist", n: int = 1000, seed: int = 0, split: str = "test") -> torch.Tensor:
+    """n real images of `split` drawn at random with `seed`: the reference set samples are measured against.
+
+    `test` (the default) is the held-out split the reported metrics use; `val` is the validation split
+    that chooses the best checkpoint, so that the reported numbers are not chosen on the images they use.
+    Drawn, not the first n, because a split may be sorted by class (the offline MNIST subset is).
     """
-    x_test, _ = load_dataset(dataset, "test")
-    if n > len(x_test):
-        raise CourseError(f"Only {len(x_test)} held-out {dataset} images; measure with n <= {len(x_test)}.")
-    return x_test[torch.randperm(len(x_test), generator=torch.Generator().manual_seed(seed))[:n]]
+    x_ref, _ = load_dataset(dataset, _reference_split(split))
+    if n > len(x_ref):
+        raise CourseError(f"Only {len(x_ref)} {SPLIT_WORDS[split]} {dataset} images; measure with n <= {len(x_ref)}.")
+    return x_ref[torch.randperm(len(x_ref), generator=torch.Generator().manual_seed(seed))[:n]]
 
 
-def real_floor(dataset: str = "mnist", n: int = 1000, seed: int = 0) -> float:
-    """Frechet distance between n training images and n held-out images: what a perfect generator scores."""
-    key = (dataset, n, seed)
+def real_floor(dataset: str = "mnist", n: int = 1000, seed: int = 0, split: str = "test") -> float:
+    """Frechet distance between n training images and n images of `split`: what a perfect generator scores."""
+    key = (dataset, n, seed, split)
     if key not in _floors:
         model = load_classifier(dataset)
         x_train, _ = load_dataset(dataset, "train")
-        reference = held_out(dataset, n, seed)
+        reference = held_out(dataset, n, seed, split)
         pick = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(seed))[:n]
         _floors[key] = frechet_distance(features(model, x_train[pick]), features(model, reference))
     return _floors[key]
 
 
-def evaluate(samples: torch.Tensor, dataset: str = "mnist", n: int | None = None, seed: int = 0) -> dict:
+def evaluate(samples: torch.Tensor, dataset: str = "mnist", n: int | None = None, seed: int = 0,
+             split: str = "test") -> dict:
     """The course metrics of `samples` (N x 1 x 28 x 28 or 32 x 32, in [-1, 1]).
 
-    Uses the first n samples (default: all, at most the held-out set's size) against n held-out real
-    images drawn with `seed` (see held_out), and reports the real-vs-real floor at the same n.
+    Uses the first n samples (default: all, at most the reference split's size) against n real images
+    of `split` drawn with `seed` (see held_out), and reports the real-vs-real floor at the same n.
+    Report on `test`; choose checkpoints on `val` (BestKeeper), never on the images you report.
     """
     samples = _check_samples(samples)
     model = load_classifier(dataset)
-    x_test, _ = load_dataset(dataset, "test")
-    n = min(n or len(samples), len(samples), len(x_test))
+    x_ref, _ = load_dataset(dataset, _reference_split(split))
+    n = min(n or len(samples), len(samples), len(x_ref))
     if n < 10:
         raise CourseError(f"Measure at least 10 samples (got {n}); 1,000 give stable numbers.")
     probs = predict(model, samples[:n])
     counts = torch.bincount(probs.argmax(1), minlength=10)
-    fd = frechet_distance(features(model, samples[:n]), features(model, held_out(dataset, n, seed)))
-    floor = real_floor(dataset, n, seed)
+    fd = frechet_distance(features(model, samples[:n]), features(model, held_out(dataset, n, seed, split)))
+    floor = real_floor(dataset, n, seed, split)
     return {
-        "dataset": dataset, "n_samples": n, "n_real": n,
+        "dataset": dataset, "split": split, "n_samples": n, "n_real": n,
         "fd": fd, "floor": floor, "fd_ratio": fd / floor if floor > 0 else math.inf,
         "coverage": int((counts >= COVERAGE_SHARE * n).sum()), "class_counts": counts.tolist(),
         "confidence": float(probs.max(1).values.mean()),
@@ -212,7 +224,7 @@ def report(m: dict) -> str:
     """One line for a metrics dict from evaluate()."""
     return (f"Frechet distance {m['fd']:.2f} (real-vs-real floor {m['floor']:.2f}, ratio {m['fd_ratio']:.1f}x) · "
             f"coverage {m['coverage']}/10 classes with >= {COVERAGE_SHARE:.0%} · confidence {m['confidence']:.3f} · "
-            f"{m['n_samples']:,} samples vs {m['n_real']:,} held-out real {m['dataset']} images")
+            f"{m['n_samples']:,} samples vs {m['n_real']:,} {SPLIT_WORDS[m.get('split', 'test')]} real {m['dataset']} images")
 
 
 def class_names(dataset: str = "mnist") -> list[str]:
