@@ -129,11 +129,12 @@ def test_download_dataset_falls_through_to_the_working_mirror(http_mirror, dead_
     capsys.readouterr()
     images, labels = data.load_dataset("mnist", "train", root=root)
     out = capsys.readouterr().out
-    assert "mnist: 30 train images from" in out and str(root / "MNIST" / "raw") in out
+    assert "mnist: 27 train images from" in out and str(root / "MNIST" / "raw") in out  # 3 of 30 are validation
     x, y = arrays["train"]
-    assert images.shape == (30, 1, 28, 28) and images.dtype == torch.float32
-    assert labels.dtype == torch.int64 and labels.tolist() == y.tolist()
-    assert torch.equal(images[:, 0], torch.from_numpy(x).float() / 127.5 - 1)
+    keep = ~data.val_mask(30)
+    assert images.shape == (27, 1, 28, 28) and images.dtype == torch.float32
+    assert labels.dtype == torch.int64 and labels.tolist() == y[keep].tolist()
+    assert torch.equal(images[:, 0], torch.from_numpy(x[keep]).float() / 127.5 - 1)
     test_images, test_labels = data.load_dataset("mnist", "test", size=32, root=root)
     assert test_images.shape == (20, 1, 32, 32)
     assert torch.equal(test_images[:, 0, 2:30, 2:30], torch.from_numpy(arrays["test"][0]).float() / 127.5 - 1)
@@ -272,9 +273,10 @@ def test_offline_mnist_falls_back_to_the_shipped_subset(tmp_path, monkeypatch, c
     images, labels = utils.load_mnist(split, root=tmp_path)
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1 and "shipped offline subset data/mnist_5k.npz" in lines[0] and "COURSE_OFFLINE" in lines[0]
-    n = 1000 if split == "test" else 4000
+    n = 1000 if split == "test" else 3500  # 500 of the 4,000 training digits are the validation split
     assert images.shape == (n, 1, 28, 28) and labels.shape == (n,)
-    assert torch.bincount(labels).tolist() == [n // 10] * 10  # the subset is balanced
+    counts = torch.bincount(labels).tolist()
+    assert counts == [100] * 10 if split == "test" else min(counts) > 300  # balanced, drawn at random
     assert images.min() == -1 and images.max() == 1
     assert files_in(tmp_path) == []
 
@@ -290,6 +292,18 @@ def test_mnist_without_network_falls_back_and_says_why(tmp_path, monkeypatch, ca
     assert files_in(tmp_path) == []  # the failed download left nothing behind
 
 
+def test_the_validation_split_is_a_fixed_random_eighth_at_most_taken_from_train(offline, tmp_path):
+    train, y_train = utils.load_mnist("train", root=tmp_path)
+    val, y_val = utils.load_mnist("val", root=tmp_path)
+    assert len(val) == data.VAL_SIZE == 500 and len(train) + len(val) == 4000
+    assert len(set(y_val.tolist())) == 10, "drawn at random, so every digit is in it (the subset is sorted by class)"
+    keys = {x.numpy().tobytes() for x in train}
+    assert sum(x.numpy().tobytes() in keys for x in val) <= 2, "train and val are disjoint"
+    again, _ = utils.load_mnist("val", root=tmp_path)
+    assert torch.equal(val, again), "the same images every time"
+    assert data.val_mask(30).sum() == 3 and data.val_mask(60_000).sum() == 500
+
+
 def test_train_and_test_subsets_do_not_overlap(offline, tmp_path):
     train, _ = utils.load_mnist("train", root=tmp_path)  # an empty root: the shipped subset
     test, _ = utils.load_mnist("test", root=tmp_path)
@@ -301,7 +315,7 @@ def test_train_and_test_subsets_do_not_overlap(offline, tmp_path):
 def test_unknown_dataset_split_and_size_are_refused_with_the_choices():
     with pytest.raises(DatasetError, match=r"Unknown dataset 'celeba'\. Choose one of: mnist, fashion-mnist"):
         data.load_dataset("celeba")
-    with pytest.raises(DatasetError, match=r"Unknown split 'valid'\. Use 'train' or 'test'"):
+    with pytest.raises(DatasetError, match=r"Unknown split 'valid'\. Use 'train', 'val' or 'test'"):
         data.load_dataset("mnist", "valid")
     with pytest.raises(DatasetError, match="size must be 28 or 32"):
         data.load_dataset("mnist", "train", size=64)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from utils.bootstrap import SETUP_BLOCK, github_repo  # the one setup block every notebook shares, the course's repo
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 EXPECTED = [
@@ -14,24 +16,6 @@ EXPECTED = [
 ]
 GAN_NOTEBOOKS = [s for s in ("04_vanilla_gan", "05_dcgan", "06_ebgan", "07_began", "08_wgan", "11_conditional_gan")
                  if (ROOT / "notebooks" / f"{s}.ipynb").exists()]
-
-# The one setup block every notebook shares (the notebook's own imports may come before it).
-SETUP_BLOCK = '''\
-# Setup, the same in every notebook: find the course (or fetch it on Colab), pick the device, fix the seed.
-import sys
-from pathlib import Path
-
-COURSE = next((p for p in (Path.cwd(), *Path.cwd().parents) if (p / "utils" / "__init__.py").is_file()), None)
-if COURSE is None:  # opened without a clone, e.g. on Colab: fetch the course code first
-    !git clone --quiet --depth 1 https://github.com/amazing-gans/amazing-gans.git
-    %pip install --quiet tensorboardX
-    COURSE = Path("amazing-gans").resolve()
-sys.path.insert(0, str(COURSE))
-
-import utils
-
-device = utils.setup(seed=0)'''
-
 
 def load(path):
     return json.loads(path.read_text())
@@ -58,7 +42,7 @@ def test_notebook_follows_the_course_shape(path):
     cells = code_cells(nb)
     first_md = "".join(nb["cells"][0]["source"])
     assert nb["cells"][0]["cell_type"] == "markdown" and first_md.startswith("# "), "starts with a title"
-    assert f"colab.research.google.com/github/amazing-gans/amazing-gans/blob/main/notebooks/{path.name}" in first_md, \
+    assert f"colab.research.google.com/github/{github_repo()}/blob/main/notebooks/{path.name}" in first_md, \
         "the Colab badge links to this notebook"
     assert SETUP_BLOCK in source(cells[0]), "the first code cell holds the shared setup block verbatim"
     assert sum(SETUP_BLOCK in source(c) for c in cells) == 1, "one setup cell"

@@ -223,9 +223,9 @@ def _load_uint8(name: str, split: str, root: Path, allow_download: bool):
 
 
 def val_mask(n: int) -> np.ndarray:
-    """Which of a source's n training images form the validation split: VAL_SIZE drawn with VAL_SEED."""
+    """Which of a source's n training images form the validation split: VAL_SIZE (at most an eighth) drawn with VAL_SEED."""
     mask = np.zeros(n, dtype=bool)
-    mask[np.random.default_rng(VAL_SEED).permutation(n)[:VAL_SIZE]] = True
+    mask[np.random.default_rng(VAL_SEED).permutation(n)[:min(VAL_SIZE, n // 8)]] = True
     return mask
 
 
