@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from conftest import IDX_FILES, files_in, idx_bytes, make_idx_dataset, one_message, write_idx
-from PIL import Image
 
 import utils
 from utils import data
@@ -334,94 +333,6 @@ def test_loaded_tensors_are_independent_copies(tmp_path, offline):
     a.fill_(0.5)
     b, _ = data.load_dataset("mnist", "test", root=tmp_path)
     assert not torch.equal(a, b)  # the cache is not changed through a returned tensor
-
-
-# ----------------------------------------------------------------------------- load_image_folder()
-
-RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
-
-
-def _stripes(size, colours, vertical=True):
-    """An image of equal stripes: side by side (vertical stripes) or stacked."""
-    w, h = size
-    a = np.zeros((h, w, 3), np.uint8)
-    k = len(colours)
-    for i, colour in enumerate(colours):
-        if vertical:
-            a[:, i * w // k:(i + 1) * w // k] = colour
-        else:
-            a[i * h // k:(i + 1) * h // k] = colour
-    return Image.fromarray(a)
-
-
-@pytest.fixture
-def image_folder(tmp_path):
-    folder = tmp_path / "faces"
-    (folder / "sub").mkdir(parents=True)
-    _stripes((300, 100), [RED, GREEN, GREEN, GREEN, BLUE]).save(folder / "a_wide.png")          # landscape
-    _stripes((90, 270), [RED, GREEN, GREEN, GREEN, BLUE], vertical=False).save(folder / "b_tall.png")  # portrait
-    _stripes((120, 80), [RED, BLUE]).save(folder / "c_halves.jpg", quality=95)  # left half red (JPEG)
-    Image.fromarray(np.full((50, 50), 128, np.uint8)).save(folder / "sub" / "d_grey.png")  # mode L, nested
-    Image.new("RGBA", (70, 64), (0, 0, 255, 40)).save(folder / "sub" / "e_rgba.png")
-    (folder / "notes.txt").write_text("not an image")
-    return folder
-
-
-@pytest.mark.parametrize("size", [64, 32])
-def test_image_folder_loads_rgb_in_range_with_a_centre_crop(image_folder, size):
-    x = utils.load_image_folder(image_folder, size=size)
-    assert x.shape == (5, 3, size, size) and x.dtype == torch.float32
-    assert x.min() >= -1 and x.max() <= 1
-    green = torch.tensor([-1.0, 1.0, -1.0]).view(3, 1, 1)
-    red, blue = torch.tensor([1.0, -1.0, -1.0]).view(3, 1, 1), torch.tensor([-1.0, -1.0, 1.0]).view(3, 1, 1)
-    # the wide and the tall striped images (red, green x3, blue): their centre is green only
-    assert torch.allclose(x[0], green.expand(3, size, size), atol=0.02)
-    assert torch.allclose(x[1], green.expand(3, size, size), atol=0.02)
-    # left-half-red 120x80: scaled to 96x64 (at size 64), the centre crop keeps columns 16..80, where red
-    # (columns 0..48) meets blue exactly in the middle: the left half of the crop is red, the right half blue
-    half = size // 2
-    margin = size // 8
-    assert torch.allclose(x[2, :, :, : half - margin], red.expand(3, size, half - margin), atol=0.1)
-    assert torch.allclose(x[2, :, :, half + margin:], blue.expand(3, size, half - margin), atol=0.1)
-    # grey images get three equal channels; RGBA drops alpha
-    assert torch.allclose(x[3], torch.full((3, size, size), 128 / 127.5 - 1), atol=1e-6)
-    assert torch.allclose(x[4], blue.expand(3, size, size))
-
-
-def test_image_folder_limit_keeps_the_first_sorted_images(image_folder):
-    x = utils.load_image_folder(image_folder, size=32, limit=2)
-    everything = utils.load_image_folder(image_folder, size=32)
-    assert x.shape == (2, 3, 32, 32) and torch.equal(x, everything[:2])
-
-
-def test_missing_image_folder_says_what_to_do(tmp_path):
-    with pytest.raises(DatasetError) as err:
-        utils.load_image_folder(tmp_path / "celeba")
-    message = one_message(err.value)
-    assert "does not exist" in message and str(tmp_path / "celeba") in message
-    assert "Download CelebA or LSUN" in message and "IMAGE_FOLDER" in message
-
-
-def test_empty_image_folder_says_what_to_do(tmp_path):
-    (tmp_path / "readme.txt").write_text("the images are elsewhere")
-    with pytest.raises(DatasetError) as err:
-        utils.load_image_folder(tmp_path)
-    message = one_message(err.value)
-    assert "holds no images" in message and ".png" in message and "Point IMAGE_FOLDER" in message
-    assert (tmp_path / "readme.txt").read_text() == "the images are elsewhere"
-
-
-@pytest.mark.parametrize("damage", ["garbage", "truncated"])
-def test_corrupt_image_names_the_file_and_keeps_it(image_folder, damage):
-    victim = image_folder / "c_halves.jpg"
-    good = victim.read_bytes()
-    victim.write_bytes(b"GIF89a not really" if damage == "garbage" else good[: len(good) // 2])
-    before = victim.read_bytes()
-    with pytest.raises(DatasetError) as err:
-        utils.load_image_folder(image_folder, size=32)
-    message = one_message(err.value)
-    assert str(victim) in message and "corrupt" in message and "Delete or replace it" in message
-    assert victim.read_bytes() == before
 
 
 # ----------------------------------------------------------------------------- Batches

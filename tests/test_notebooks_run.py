@@ -83,10 +83,10 @@ def make_image_folder(folder: Path) -> Path:
     return folder
 
 
-# The gpu profile's 64x64 RGB path of each notebook that has one, on a small folder made here.
+# The 64x64 RGB path of each notebook that has one (COURSE_IMAGE_FOLDER selects it), on a small folder made here.
 RGB_RUNS = {
-    "05_dcgan": "BIG = True\nEPOCHS = 1\nMAX_STEPS = 2\nBATCH_SIZE = 8",
-    "07_began": "BIG = True\nSTEPS = 2\nSTEPS_2 = 2\nTRACK_EVERY = 1\nBATCH_SIZE = 8",
+    "05_dcgan": "STEPS = 2\nTRACK_EVERY = 1\nSHOW_EVERY = 2\nBATCH_SIZE = 8",
+    "07_began": "STEPS = 2\nSTEPS_2 = 2\nTRACK_EVERY = 1\nBATCH_SIZE = 8",
 }
 
 

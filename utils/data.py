@@ -1,4 +1,4 @@
-"""Data plumbing: MNIST and Fashion-MNIST as tensors, 64x64 RGB image folders, in-memory batches.
+"""Data plumbing: MNIST and Fashion-MNIST as tensors with train, validation and test splits, in-memory batches.
 
 Every loader returns float images in [-1, 1] (N x C x H x W) so that a generator ending in Tanh
 and the real data live on the same scale.
@@ -266,43 +266,6 @@ def load_dataset(name: str = "mnist", split: str = "train", size: int = 28,
 def load_mnist(split: str = "train", size: int = 28, **kwargs):
     """MNIST images in [-1, 1] (N x 1 x size x size) and labels; see load_dataset."""
     return load_dataset("mnist", split, size, **kwargs)
-
-
-def load_image_folder(path: str | os.PathLike, size: int = 64, limit: int | None = None) -> torch.Tensor:
-    """All images under `path` (recursively) as float N x 3 x size x size in [-1, 1].
-
-    Each image is resized so its shorter side is `size`, then centre-cropped: CelebA and LSUN
-    bedrooms both come this way. `limit` keeps the first images in sorted order.
-    """
-    from PIL import Image, UnidentifiedImageError
-    from torchvision.transforms import functional as TF
-
-    folder = Path(path).expanduser()
-    if not folder.is_dir():
-        raise DatasetError(
-            f"Image folder {folder} does not exist. Download CelebA or LSUN (README, 'Datasets') "
-            "and set IMAGE_FOLDER to the folder that holds the images."
-        )
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not files:
-        raise DatasetError(
-            f"Image folder {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}). "
-            "Point IMAGE_FOLDER at the folder the images were unpacked into."
-        )
-    files = files[:limit] if limit else files
-    out = torch.empty(len(files), 3, size, size)
-    for i, file in enumerate(files):
-        try:
-            with Image.open(file) as im:
-                im = im.convert("RGB")
-                im = TF.center_crop(TF.resize(im, size, antialias=True), [size, size])
-                out[i] = TF.pil_to_tensor(im).float().div_(127.5).sub_(1.0)
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DatasetError(
-                f"Image {file} cannot be read ({type(exc).__name__}); it is corrupt or not an image. "
-                "Delete or replace it and run again."
-            ) from None
-    return out
 
 
 # ----------------------------------------------------------------------------- batching
