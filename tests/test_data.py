@@ -67,6 +67,14 @@ def test_download_without_md5_writes_the_file(http_mirror, tmp_path):
     assert dest.read_bytes() == b"\x00\x01" * 5000
 
 
+def test_a_download_says_what_it_fetches_and_how_large_it_is(http_mirror, tmp_path, capsys):
+    folder, url = http_mirror
+    (folder / "big.gz").write_bytes(b"\x07" * 2_500_000)
+    data.download(f"{url}/big.gz", tmp_path / "big.gz", timeout=5)
+    out = capsys.readouterr().out
+    assert f"downloading {url}/big.gz (2.5 MB) to {tmp_path / 'big.gz'}" in out, out
+
+
 def test_damaged_download_leaves_no_file(http_mirror, tmp_path):
     folder, url = http_mirror
     (folder / "x.gz").write_bytes(b"not what was promised")
