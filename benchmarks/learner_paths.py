@@ -7,8 +7,8 @@
 Each notebook runs top to bottom twice, in the cpu profile, one after the other:
   offline:   the course as cloned, no network, the shipped 5,000-digit subset (3,500 train, 500 val, 1,000 test);
   full size: the same code with a stand-in for a completed download in data/MNIST/raw/, where torchvision
-             leaves the files: 60,000 training and 10,000 test digits, made from the shipped digits shifted
-             by up to two pixels (make_full_size_standin), so no network is needed to measure it.
+             leaves the files: 60,000 training and 10,000 test digits, made from the shipped digits by small
+             turns, scalings and shears, re-centred as MNIST is (make_full_size_standin), so no network is needed.
 The offline run executes in the course folder itself (with --store its outputs are written back into
 notebooks/, so they are the stored outputs); the full-size run executes in a private copy of the course.
 It reports the wall time of each run, the ratio full-size / offline (the cpu-profile budget counts steps, so
@@ -31,8 +31,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ("03_autoencoders", "04_vanilla_gan", "05_dcgan")
-TRAIN_SHIFTS = [(dy, dx) for dy in (0, 1, -1, 2, -2) for dx in (0, 1, -1)]  # 15 copies of the 4,000 train digits
-TEST_SHIFTS = TRAIN_SHIFTS[:10]                                              # 10 copies of the 1,000 test digits
+TRAIN_COPIES, TEST_COPIES = 15, 10  # 15 x 4,000 = 60,000 training digits, 10 x 1,000 = 10,000 test digits
 REPORT = re.compile(r"Frechet distance ([\d.]+) \(real-vs-real floor ([\d.]+), ratio ([\d.]+)x\) · coverage (\d+)/10")
 
 
@@ -41,16 +40,44 @@ def _idx(array: np.ndarray) -> bytes:
     return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
 
 
+def distorted_copies(x: np.ndarray, copies: int, seed: int) -> np.ndarray:
+    """`copies` versions of each digit: the first as it is, the others turned (up to 10 degrees), scaled (up to 8%)
+    and sheared a little, then re-centred by their centre of mass as MNIST's digits are. New handwriting, in effect,
+    rather than the same digits moved about (a shifted copy is a digit MNIST never holds: its centre is off)."""
+    import torch
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(seed)
+    src = torch.from_numpy(x).float().unsqueeze(1) / 255                     # (N, 1, 28, 28)
+    out = [x]
+    for _ in range(copies - 1):
+        n = len(src)
+        angle = (torch.rand(n, generator=g) * 2 - 1) * np.radians(10)
+        scale = 1 + (torch.rand(n, generator=g) * 2 - 1) * 0.08
+        shear = (torch.rand(n, generator=g) * 2 - 1) * 0.15
+        theta = torch.zeros(n, 2, 3)
+        theta[:, 0, 0], theta[:, 0, 1] = torch.cos(angle) / scale, (shear - torch.sin(angle)) / scale
+        theta[:, 1, 0], theta[:, 1, 1] = torch.sin(angle) / scale, torch.cos(angle) / scale
+        warped = F.grid_sample(src, F.affine_grid(theta, src.shape, align_corners=False), align_corners=False)
+        warped = (warped.squeeze(1) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+        mass = warped.astype(np.float64) + 1e-9
+        rows = (mass.sum(2) * np.arange(28)).sum(1) / mass.sum((1, 2))       # centre of mass, row
+        cols = (mass.sum(1) * np.arange(28)).sum(1) / mass.sum((1, 2))       # centre of mass, column
+        for i, (r, c) in enumerate(zip(np.rint(13.5 - rows).astype(int), np.rint(13.5 - cols).astype(int), strict=True)):
+            warped[i] = np.roll(warped[i], (r, c), axis=(0, 1))
+        out.append(warped)
+    return np.concatenate(out)
+
+
 def make_full_size_standin(raw: Path) -> Path:
     """Write 60,000 train and 10,000 test MNIST-like digits as the four gzipped IDX files of a download into `raw`."""
     sys.path.insert(0, str(ROOT))
     from utils.data import FILES, _subset
 
     raw.mkdir(parents=True, exist_ok=True)
-    for split, shifts in (("train", TRAIN_SHIFTS), ("test", TEST_SHIFTS)):
+    for split, copies, seed in (("train", TRAIN_COPIES, 1), ("test", TEST_COPIES, 2)):
         x, y = _subset(split)                                             # the shipped real digits of that split
-        images = np.concatenate([np.roll(x, s, axis=(1, 2)) for s in shifts])
-        labels = np.tile(y, len(shifts))
+        images, labels = distorted_copies(x, copies, seed), np.tile(y, copies)
         for name, array in zip(FILES[split], (images, labels), strict=True):
             (raw / f"{name}.gz").write_bytes(gzip.compress(_idx(array), compresslevel=1, mtime=0))
     return raw
