@@ -106,7 +106,7 @@ def execute(course: Path, stem: str, store: bool = False, profile: str = "cpu") 
     nb = nbformat.read(path, as_version=4)
     shutil.rmtree(course / "runs" / stem, ignore_errors=True)  # no checkpoint to resume: a run from step 0
     saved = dict(os.environ)
-    os.environ.update({"COURSE_PROFILE": profile, "COURSE_OFFLINE": "1", "MPLBACKEND": "agg"})
+    os.environ.update({"COURSE_PROFILE": profile, "COURSE_OFFLINE": "1"})  # figures inline, as a learner sees them
     try:
         start = time.perf_counter()
         NotebookClient(nb, timeout=3600, kernel_name="python3",

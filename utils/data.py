@@ -218,7 +218,7 @@ def _load_uint8(name: str, split: str, root: Path, allow_download: bool):
     hint = " or install Debian's dataset-fashion-mnist package" if name == "fashion-mnist" else ""
     raise DatasetError(
         f"{name} is not on this machine and could not be downloaded ({reason}). Go online and run "
-        f"again{hint}, or put the four IDX files in {raw}."
+        f"again{hint}, or put the four IDX files in {_shown(raw)}."
     )
 
 
