@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .runtime import ROOT, CheckpointError, load_checkpoint, save_checkpoint
+from .runtime import ROOT, CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 
 CHECKPOINT_EVERY_S = 30.0  # a disconnect loses at most this much training
 
@@ -77,16 +77,16 @@ class TrainingRun:
         if not self.path.is_file():
             return 0, f"no checkpoint in {_shown(self.path.parent)} yet"
         try:
-            saved = torch.load(self.path, map_location="cpu", weights_only=True).get("extra", {})
-        except Exception as exc:  # torch raises several types for a damaged file
-            return 0, f"the checkpoint {_shown(self.path)} cannot be read ({type(exc).__name__}); it will be replaced"
-        old = saved.get("config")
+            state = read_checkpoint(self.path)
+        except CheckpointError:
+            return 0, f"the checkpoint {_shown(self.path)} cannot be read; it will be replaced"
+        old = state.get("extra", {}).get("config")
         if old != self.config:
             changed = sorted(k for k in set(old or {}) | set(self.config) if (old or {}).get(k) != self.config.get(k))
             detail = ", ".join(f"{k} {(old or {}).get(k)!r} -> {self.config.get(k)!r}" for k in changed[:4])
             return 0, f"the configuration changed since the checkpoint ({detail}), so it starts afresh"
         try:
-            info = load_checkpoint(self.path, models=self.models, optimizers=self.optimizers)
+            info = load_checkpoint(self.path, models=self.models, optimizers=self.optimizers, state=state)
         except CheckpointError as exc:
             return 0, f"{exc} Starting afresh instead"
         for name, scheduler in self.schedulers.items():

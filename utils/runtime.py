@@ -129,11 +129,10 @@ def save_checkpoint(path, *, step: int, models: dict, optimizers: dict | None = 
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def load_checkpoint(path, *, models: dict, optimizers: dict | None = None, map_location=None) -> dict:
-    """Load a checkpoint written by save_checkpoint into `models` (and `optimizers`).
+def read_checkpoint(path, map_location=None) -> dict:
+    """The raw state saved by save_checkpoint: {'step', 'models', 'optimizers', 'extra'}.
 
-    Returns {'step': int, **extra}. Raises CheckpointError with what to do when the file is
-    missing, corrupt or truncated, or was saved from a different model.
+    Raises CheckpointError with what to do when the file is missing, corrupt or truncated, or not a checkpoint.
     """
     path = Path(path)
     if not path.is_file():
@@ -149,6 +148,19 @@ def load_checkpoint(path, *, models: dict, optimizers: dict | None = None, map_l
         raise CheckpointError(
             f"{path} is not a course checkpoint (no 'models'/'step'). Save it with utils.save_checkpoint."
         )
+    return state
+
+
+def load_checkpoint(path, *, models: dict, optimizers: dict | None = None, map_location=None,
+                    state: dict | None = None) -> dict:
+    """Load a checkpoint written by save_checkpoint into `models` (and `optimizers`).
+
+    Returns {'step': int, **extra}. Raises CheckpointError with what to do when the file is
+    missing, corrupt or truncated, or was saved from a different model. `state`: the file's contents
+    when read_checkpoint already read them, so that the file is not read twice.
+    """
+    path = Path(path)
+    state = read_checkpoint(path, map_location) if state is None else state
     for name in models:
         if name not in state["models"]:
             raise CheckpointError(
