@@ -245,15 +245,16 @@ def load_dataset(name: str = "mnist", split: str = "train", size: int = 28,
     if size not in (28, 32):
         raise DatasetError(f"size must be 28 or 32 for {name}, not {size}.")
     root = Path(root) if root else DATA_DIR
-    source_split = "test" if split == "test" else "train"
-    key = (name, source_split, str(root))
+    key = (name, split, str(root))
     if key not in _cache:
-        _cache[key] = _load_uint8(name, source_split, root, download)
+        if split == "test":
+            _cache[key] = _load_uint8(name, "test", root, download)
+        else:  # one read of the source's training files gives both the train and the val split
+            x, y, source = _load_uint8(name, "train", root, download)
+            val = val_mask(len(y))
+            _cache[(name, "train", str(root))] = (x[~val], y[~val], source)
+            _cache[(name, "val", str(root))] = (x[val], y[val], source)
     x, y, source = _cache[key]
-    if source_split == "train":
-        keep = val_mask(len(y))
-        keep = keep if split == "val" else ~keep
-        x, y = x[keep], y[keep]
     if (name, source) not in _announced:
         _announced.add((name, source))
         print(f"{name}: {len(y):,} {split} images from {source}")
