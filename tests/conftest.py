@@ -9,11 +9,13 @@ from __future__ import annotations
 import functools
 import gzip
 import http.server
+import shutil
 import socket
 import threading
 from pathlib import Path
 
 import matplotlib
+import nbformat
 import numpy as np
 import pytest
 
@@ -129,3 +131,28 @@ def one_message(exc: BaseException) -> str:
     message = str(exc)
     assert message.strip() and "Traceback" not in message
     return message
+
+
+# ----------------------------------------------------------------------------- a private copy of the course
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def course_copy(where: Path, stem: str, overrides: str = "") -> Path:
+    """<where>/course with utils/ copied, data/ linked and notebooks/<stem>.ipynb; returns the course folder.
+
+    A test runs a notebook there so that it never shares a runs/ folder with nbval's run of the same notebook in
+    another worker. `overrides` is code run right after the cell tagged `parameters`, as papermill injects it.
+    Several notebooks may be copied into the same course.
+    """
+    course = where / "course"
+    if not course.exists():
+        shutil.copytree(ROOT / "utils", course / "utils", ignore=shutil.ignore_patterns("__pycache__"))
+        (course / "data").symlink_to(ROOT / "data", target_is_directory=True)
+        (course / "notebooks").mkdir()
+    nb = nbformat.read(ROOT / "notebooks" / f"{stem}.ipynb", as_version=4)
+    if overrides:
+        at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", []))
+        nb.cells.insert(at + 1, nbformat.v4.new_code_cell(overrides))
+    nbformat.write(nb, course / "notebooks" / f"{stem}.ipynb")
+    return course

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import sys
 import threading
 from pathlib import Path
@@ -19,6 +18,7 @@ import nbformat
 import psutil
 import pytest
 import torch
+from conftest import course_copy
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,11 +73,7 @@ class TreePeak:
 
 def run_smoke(where: Path, image_folder: Path) -> tuple[Path, int]:
     """Run notebook 05 in the smoke profile on `image_folder` in a copy of the course; (the copy, peak bytes)."""
-    course = where / "course"
-    shutil.copytree(ROOT / "utils", course / "utils", ignore=shutil.ignore_patterns("__pycache__"))
-    (course / "data").symlink_to(ROOT / "data", target_is_directory=True)
-    (course / "notebooks").mkdir()
-    shutil.copy(NOTEBOOK, course / "notebooks")
+    course = course_copy(where, NOTEBOOK.stem)
     nb = nbformat.read(course / "notebooks" / NOTEBOOK.name, as_version=4)
     saved = dict(os.environ)
     # a fixed malloc threshold keeps glibc's own heap growth (about +-45 MB from run to run) out of the comparison

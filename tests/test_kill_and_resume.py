@@ -8,7 +8,6 @@ the final checkpoint, the best checkpoint, the samples and the logged steps with
 
 import csv
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 import nbformat
 import psutil
 import torch
+from conftest import course_copy
 
 ROOT = Path(__file__).resolve().parent.parent
 STEM = "04_vanilla_gan"
@@ -30,16 +30,8 @@ utils.resume.CHECKPOINT_EVERY_S = 0.3  # the cpu profile saves every 30 s; here 
 
 
 def make_copy(where: Path) -> Path:
-    """A private course folder: utils/ copied, data/ linked, the notebook with the overrides after its parameters."""
-    course = where / "course"
-    shutil.copytree(ROOT / "utils", course / "utils", ignore=shutil.ignore_patterns("__pycache__"))
-    (course / "data").symlink_to(ROOT / "data", target_is_directory=True)
-    (course / "notebooks").mkdir()
-    nb = nbformat.read(ROOT / "notebooks" / f"{STEM}.ipynb", as_version=4)
-    at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", []))
-    nb.cells.insert(at + 1, nbformat.v4.new_code_cell(OVERRIDES))
-    nbformat.write(nb, course / "notebooks" / f"{STEM}.ipynb")
-    return course
+    """A private course folder with the notebook, its overrides after the parameters cell."""
+    return course_copy(where, STEM, OVERRIDES)
 
 
 def execute(course: Path, **env) -> subprocess.Popen:

@@ -6,12 +6,12 @@ linked), so it never shares a runs/ folder with nbval's run of the same notebook
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import nbformat
 import pytest
 import torch
+from conftest import course_copy
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,16 +24,8 @@ def run_copy(stem: str, where: Path, overrides: str = "", **env) -> Path:
 
     `overrides` is code run right after the cell tagged `parameters`, as papermill injects parameters.
     """
-    course = where / "course"
-    if not course.exists():
-        shutil.copytree(ROOT / "utils", course / "utils", ignore=shutil.ignore_patterns("__pycache__"))
-        (course / "data").symlink_to(ROOT / "data", target_is_directory=True)
-        (course / "notebooks").mkdir()
-    shutil.copy(ROOT / "notebooks" / f"{stem}.ipynb", course / "notebooks")
+    course = course_copy(where, stem, overrides)
     nb = nbformat.read(course / "notebooks" / f"{stem}.ipynb", as_version=4)
-    if overrides:
-        at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", []))
-        nb.cells.insert(at + 1, nbformat.v4.new_code_cell(overrides))
     saved = dict(os.environ)
     os.environ.update({"COURSE_PROFILE": "smoke", "COURSE_OFFLINE": "1", "MPLBACKEND": "agg", **env})
     try:
