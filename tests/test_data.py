@@ -311,6 +311,15 @@ def test_the_validation_split_is_a_fixed_random_eighth_at_most_taken_from_train(
     assert data.val_mask(30).sum() == 3 and data.val_mask(60_000).sum() == 500
 
 
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_the_shipped_subset_is_shuffled_so_any_first_n_images_mix_the_digits(offline, tmp_path, split):
+    _, labels = utils.load_mnist(split, root=tmp_path)
+    assert len(set(labels[:50].tolist())) == 10, f"the first 50 {split} digits are not a mix of all ten classes"
+    assert torch.bincount(labels[:500]).min() >= 30, "the first 500 are not close to balanced"
+    _, again = utils.load_mnist(split, root=tmp_path)
+    assert torch.equal(labels, again), "the order is fixed, the same at every load"
+
+
 def test_train_and_test_subsets_do_not_overlap(offline, tmp_path):
     train, _ = utils.load_mnist("train", root=tmp_path)  # an empty root: the shipped subset
     test, _ = utils.load_mnist("test", root=tmp_path)

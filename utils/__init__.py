@@ -5,7 +5,8 @@ Models, losses and training loops live in the notebooks that teach them, never h
 
 from .data import Batches, DatasetError, load_dataset, load_mnist
 from .imagefolder import FolderBatches
-from .images import make_grid, save_gif, save_grid, show_images
+from .exercises import ExerciseBlank, exercise
+from .images import animate, make_grid, save_gif, save_grid, show_images
 from .logger import Logger
 from .metrics import (
                       BestKeeper,
@@ -34,8 +35,8 @@ from .runtime import (
 )
 
 __all__ = [
-    "Batches", "BestKeeper", "CheckpointError", "CourseError", "DatasetError", "FolderBatches", "Logger", "NonFiniteLossError",
-    "check_finite", "evaluate", "get_profile", "load_checkpoint", "load_classifier", "load_dataset",
+    "animate", "Batches", "BestKeeper", "CheckpointError", "CourseError", "DatasetError", "ExerciseBlank", "FolderBatches", "Logger", "NonFiniteLossError",
+    "check_finite", "evaluate", "exercise", "get_profile", "load_checkpoint", "load_classifier", "load_dataset",
     "load_mnist", "load_samples", "make_grid", "pick", "pick_device", "pretrained_path", "report",
     "save_checkpoint", "save_gif", "save_grid", "save_samples", "seed_everything", "setup", "ship_run", "show_images",
     "TrainingRun", "want_fresh", "want_pretrained",

@@ -24,6 +24,7 @@ from .runtime import ROOT, CourseError, atomic_write
 DATA_DIR = ROOT / "data"
 OFFLINE_SUBSET = DATA_DIR / "mnist_5k.npz"  # 5,000 real MNIST digits, 500 per class (see data/README.md)
 SUBSET_TEST_PER_CLASS = 100  # the last 100 digits of each class are the held-out split
+SUBSET_SEED = 0  # the file is stored digit by digit; each split is shuffled once with this seed as it is read
 VAL_SIZE = 500  # training images set aside (never trained on) to choose the best checkpoint
 VAL_SEED = 0    # which ones: a fixed random draw, the same on every machine
 SPLITS = ("train", "val", "test")  # val is carved out of the source's training split; test is its held-out split
@@ -180,7 +181,8 @@ def _subset(split: str) -> tuple[np.ndarray, np.ndarray]:
     test = np.zeros(len(y), dtype=bool)
     for digit in range(10):
         test[np.flatnonzero(y == digit)[-SUBSET_TEST_PER_CLASS:]] = True
-    keep = test if split == "test" else ~test
+    keep = np.flatnonzero(test if split == "test" else ~test)
+    keep = keep[np.random.default_rng(SUBSET_SEED).permutation(len(keep))]  # so that images[:n] mixes all ten digits
     return x[keep], y[keep]
 
 

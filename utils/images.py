@@ -86,3 +86,36 @@ def save_gif(grids, path: str | os.PathLike, duration_ms: int = 300) -> Path:
         lambda tmp: frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
                                    duration=duration_ms, loop=0),
     )
+
+
+def animate(grids, interval_ms: int = 400, max_frames: int = 20, size: float = 3.5, labels=None):
+    """The grids logged during training as an inline animation with play controls (JavaScript in the page).
+
+    Shown by a cell like any figure; at most `max_frames` grids, evenly spaced, keep the notebook small.
+    `labels` (one string per grid, e.g. the step) titles each frame.
+    """
+    import matplotlib.pyplot as plt
+    from IPython.display import HTML
+    from matplotlib import animation
+
+    if not len(grids):
+        raise CourseError("animate needs at least one grid; log images during training first.")
+    keep = sorted({round(i * (len(grids) - 1) / max(1, max_frames - 1)) for i in range(min(max_frames, len(grids)))})
+    frames = [to_uint8(grids[i]) for i in keep]
+    height, width = frames[0].shape[:2]
+    dpi = max(40, 1.6 * max(height, width) / size)  # about 1.6 screen pixels per image pixel: sharp and small
+    fig, ax = plt.subplots(figsize=(size, size * height / width + 0.3), dpi=dpi)
+    ax.axis("off")
+    shown = ax.imshow(frames[0])
+    title = ax.set_title(labels[keep[0]] if labels else "", fontsize=9)
+    fig.tight_layout()
+
+    def draw(k):
+        shown.set_data(frames[k])
+        title.set_text(labels[keep[k]] if labels else "")
+        return shown, title
+
+    movie = animation.FuncAnimation(fig, draw, frames=len(frames), interval=interval_ms, blit=False)
+    html = HTML(movie.to_jshtml(default_mode="once"))
+    plt.close(fig)
+    return html
