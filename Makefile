@@ -18,10 +18,10 @@ lab: setup
 	$(BIN)/jupyter lab notebooks/
 
 lint: setup
-	$(BIN)/ruff check utils tests benchmarks
+	$(BIN)/ruff check utils tests benchmarks solutions
 
 test: setup
-	$(BIN)/ruff check utils tests benchmarks
+	$(BIN)/ruff check utils tests benchmarks solutions
 	COURSE_PROFILE=smoke COURSE_OFFLINE=$${COURSE_OFFLINE-1} MPLBACKEND=agg \
 		$(BIN)/python -m pytest -n 2
 

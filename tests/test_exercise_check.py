@@ -35,5 +35,6 @@ def test_strict_mode_fails_a_blank_gap(monkeypatch):
 def test_a_wrong_answer_fails_with_the_checks_own_message(capsys):
     with pytest.raises(AssertionError, match="expected shape \\(4, 1\\), got \\(4,\\)"):
         with utils.exercise(1):
-            assert False, "expected shape (4, 1), got (4,)"
+            shape = (4,)
+            assert shape == (4, 1), f"expected shape (4, 1), got {shape}"
     assert "✓" not in capsys.readouterr().out

@@ -76,6 +76,27 @@ def test_gan_notebooks_measure_save_samples_and_offer_pretrained(stem):
         "ships a pretrained generator"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_ends_with_its_references(path):
+    cells = load(path)["cells"]
+    last = source(cells[-1])
+    heading = "## Further reading" if path.stem.startswith("00") else "## References"
+    assert cells[-1]["cell_type"] == "markdown" and heading in last, f"the last cell is the {heading} section"
+    references = last.split(heading, 1)[1]
+    assert len(re.findall(r"https?://\S+", references)) >= 2, "each reference has a link"
+    if heading == "## References":
+        assert len(re.findall(r"\b(19|20)\d\d\b", references)) >= 2, "the papers it retells, with their years"
+
+
+@pytest.mark.parametrize("stem", GAN_NOTEBOOKS)
+def test_gan_notebooks_show_the_training_animation_inline(stem):
+    cells = code_cells(load(ROOT / "notebooks" / f"{stem}.ipynb"))
+    animating = [c for c in cells if "utils.animate(" in source(c)]
+    assert animating, "a cell shows the training animation with utils.animate"
+    html = "".join("".join(o.get("data", {}).get("text/html", "")) for c in animating for o in c.get("outputs", []))
+    assert "<img" in html and "anim" in html.lower(), "the stored run shows the animation (HTML with its frames)"
+
+
 def _pins(lines):
     return {re.split(r"==", line)[0].strip().lower(): line.split("==")[1].strip()
             for line in lines if "==" in line and not line.strip().startswith("#")}
