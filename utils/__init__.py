@@ -4,8 +4,8 @@ Models, losses and training loops live in the notebooks that teach them, never h
 """
 
 from .data import Batches, DatasetError, load_dataset, load_mnist
-from .imagefolder import FolderBatches
 from .exercises import ExerciseBlank, exercise
+from .imagefolder import FolderBatches
 from .images import animate, make_grid, save_gif, save_grid, show_images
 from .logger import Logger
 from .metrics import (
