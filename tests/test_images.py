@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import re
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -142,3 +146,26 @@ def test_save_gif_without_grids_says_what_to_do(tmp_path):
     with pytest.raises(CourseError, match="at least one grid; log images during training first"):
         utils.save_gif([], tmp_path / "t.gif")
     assert files_in(tmp_path) == []
+
+
+def test_animate_shows_evenly_spaced_frames_with_their_labels_and_the_last_grid():
+    grids = [torch.full((3, 20, 20), i / 29) for i in range(30)]  # 30 grids, each one grey level
+    html = utils.animate(grids, max_frames=6, labels=[f"step {i * 100}" for i in range(30)]).data
+    assert html.count("data:image/png;base64") == 6, "at most max_frames frames are embedded"
+    few = utils.animate(grids[:3]).data
+    assert few.count("data:image/png;base64") == 3, "fewer grids than max_frames: every grid is a frame"
+    assert "anim" in html.lower() and "<img" in html, "an inline animation with play controls"
+
+
+def test_animate_keeps_the_first_and_the_last_grid():
+    grids = [torch.zeros(3, 16, 16)] + [torch.full((3, 16, 16), 0.5)] * 10 + [torch.ones(3, 16, 16)]
+    html = utils.animate(grids, max_frames=4).data
+    frames = re.findall(r'data:image/png;base64,([^"]+)"', html)  # base64 lines end with a backslash
+    centre = [Image.open(io.BytesIO(base64.b64decode(f.replace("\\\n", "")))).convert("L") for f in frames]
+    middle = [im.getpixel((im.width // 2, im.height // 2)) for im in centre]
+    assert middle[0] < 30 and middle[-1] > 225, f"the first frame is the first grid, the last the last: {middle}"
+
+
+def test_animate_refuses_an_empty_list():
+    with pytest.raises(CourseError, match="at least one grid"):
+        utils.animate([])

@@ -100,7 +100,8 @@ def animate(grids, interval_ms: int = 400, max_frames: int = 20, size: float = 3
 
     if not len(grids):
         raise CourseError("animate needs at least one grid; log images during training first.")
-    keep = sorted({round(i * (len(grids) - 1) / max(1, max_frames - 1)) for i in range(min(max_frames, len(grids)))})
+    n = min(max_frames, len(grids))
+    keep = sorted({round(i * (len(grids) - 1) / max(1, n - 1)) for i in range(n)})  # the first, the last, evenly between
     frames = [to_uint8(grids[i]) for i in keep]
     height, width = frames[0].shape[:2]
     dpi = max(40, 1.6 * max(height, width) / size)  # about 1.6 screen pixels per image pixel: sharp and small
