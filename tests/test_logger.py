@@ -13,7 +13,7 @@ from PIL import Image
 from tensorboardX.proto import event_pb2
 
 import utils
-from utils.runtime import CheckpointError, CourseError
+from utils.runtime import CourseError
 
 pytestmark = pytest.mark.usefixtures("no_network")
 
@@ -59,7 +59,6 @@ def test_logger_makes_its_folders_under_root(tmp_path):
     with utils.Logger("dcgan", "mnist", root=tmp_path / "r") as lg:
         assert lg.dir == tmp_path / "r"
         assert (lg.dir / "images").is_dir() and (lg.dir / "tensorboard").is_dir()
-        assert lg.checkpoint_path == tmp_path / "r" / "checkpoint.pt"
     assert lg.writer is None  # the context manager closed it
     assert not list((tmp_path / "r").glob(".write-test*"))
 
@@ -262,39 +261,6 @@ def _step(model, opt):
     opt.zero_grad()
     model(torch.ones(2, model.in_features)).sum().backward()
     opt.step()
-
-
-def test_save_models_holds_optimizers_and_round_trips(logger):
-    G, D, g_opt, d_opt = _nets(0)
-    _step(G, g_opt)
-    _step(D, d_opt)
-    path = logger.save_models(G, D, 7, g_opt, d_opt, fd=12.5)
-    assert path == logger.checkpoint_path and path.is_file()
-    state = torch.load(path, weights_only=True)
-    assert state["step"] == 7 and set(state["models"]) == {"generator", "discriminator"}
-    assert set(state["optimizers"]) == {"g_optimizer", "d_optimizer"}
-    assert state["optimizers"]["g_optimizer"]["param_groups"][0]["betas"] == (0.5, 0.999)
-    assert len(state["optimizers"]["g_optimizer"]["state"]) == 2  # Adam moments of weight and bias
-
-    G2, D2, g_opt2, d_opt2 = _nets(1)
-    info = logger.load_models(G2, D2, g_opt2, d_opt2)
-    assert info == {"step": 7, "fd": 12.5}
-    assert torch.equal(G.weight, G2.weight) and torch.equal(D.bias, D2.bias)
-    assert torch.equal(g_opt.state_dict()["state"][0]["exp_avg_sq"], g_opt2.state_dict()["state"][0]["exp_avg_sq"])
-    _step(G, g_opt)
-    _step(G2, g_opt2)
-    assert torch.equal(G.weight, G2.weight)  # training continues exactly as it would have
-
-
-def test_save_models_without_optimizers_and_load_of_a_missing_checkpoint(logger):
-    G, D, _, _ = _nets(0)
-    with pytest.raises(CheckpointError, match="No checkpoint at .*Train first"):
-        logger.load_models(G, D)
-    logger.save_models(G, D, 0)
-    assert torch.load(logger.checkpoint_path, weights_only=True)["optimizers"] == {}
-    G2, D2, g_opt2, _ = _nets(3)
-    assert logger.load_models(G2, D2, g_optimizer=g_opt2)["step"] == 0
-    assert torch.equal(G.weight, G2.weight) and g_opt2.state_dict()["state"] == {}
 
 
 def test_close_flushes_and_can_be_called_twice(tmp_path):

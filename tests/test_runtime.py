@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import random
 import stat
-import sys
 
 import numpy as np
 import pytest
@@ -326,13 +325,6 @@ def test_check_finite_names_the_loss_the_step_and_the_pitfalls_notebook(value, s
     assert "d_loss" not in message  # the finite loss is not blamed
     assert "notebooks/09_gan_pitfalls.ipynb" in message and "last good checkpoint" in message
     assert isinstance(err.value, CourseError)
-
-
-def test_on_colab(monkeypatch):
-    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
-    assert runtime.on_colab() is False
-    monkeypatch.setitem(sys.modules, "google.colab", object())
-    assert runtime.on_colab() is True
 
 
 def test_package_exports_every_public_name():

@@ -17,7 +17,7 @@ from PIL import Image
 from torchvision.transforms import functional as TF
 
 from . import images as _images
-from .runtime import ROOT, CourseError, atomic_write, load_checkpoint, save_checkpoint
+from .runtime import ROOT, CourseError, atomic_write
 
 
 def _to_float(value) -> float:
@@ -152,27 +152,6 @@ class Logger:
                 f"D(x) {_to_float(d_pred_real):.3f} · D(G(z)) {_to_float(d_pred_fake):.3f}")
         print(line)
         return line
-
-    # ------------------------------------------------------------------ checkpoints
-
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.dir / "checkpoint.pt"
-
-    def save_models(self, generator, discriminator, epoch: int, g_optimizer=None, d_optimizer=None,
-                    **extra) -> Path:
-        """Save G, D (and their optimizers) with the epoch, atomically, as checkpoint.pt."""
-        optimizers = {k: v for k, v in (("g_optimizer", g_optimizer), ("d_optimizer", d_optimizer)) if v}
-        return save_checkpoint(self.checkpoint_path, step=epoch,
-                               models={"generator": generator, "discriminator": discriminator},
-                               optimizers=optimizers, **extra)
-
-    def load_models(self, generator, discriminator, g_optimizer=None, d_optimizer=None,
-                    map_location=None) -> dict:
-        """Load checkpoint.pt into G, D and their optimizers; returns {'step': epoch, ...}."""
-        optimizers = {k: v for k, v in (("g_optimizer", g_optimizer), ("d_optimizer", d_optimizer)) if v}
-        return load_checkpoint(self.checkpoint_path, models={"generator": generator, "discriminator": discriminator},
-                               optimizers=optimizers, map_location=map_location)
 
     def close(self) -> None:
         if self.writer is not None:

@@ -6,7 +6,6 @@ import copy
 import os
 import platform
 import random
-import sys
 import tempfile
 from pathlib import Path
 
@@ -211,5 +210,3 @@ def check_finite(step: int, **losses) -> None:
             )
 
 
-def on_colab() -> bool:
-    return "google.colab" in sys.modules
