@@ -18,6 +18,11 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 # Numbers the prose quotes from a paper, a talk or a tutorial (not measured here), per notebook.
 QUOTED = {
+    "03_autoencoders": {"256"},                # PixelRNN's 256-way softmax per pixel (van den Oord et al. 2016)
+    "04_vanilla_gan": {"60000", "200", "100",  # the seed tutorial: 200 epochs of the 60,000 MNIST digits, batches of 100
+                       "20"},                  # LeCun, as the tutorial quotes him: "... in the last 20 years"
+    "05_dcgan": {"202599"},                    # CelebA's image count (Liu et al. 2015)
+    "06_ebgan": {"159000", "60000"},           # the seed talk's slides: margin 8 trained 159,000 steps; 60,000 digits
 }
 
 NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?")
