@@ -22,7 +22,8 @@ QUOTED = {
     "04_vanilla_gan": {"60000", "200", "100",  # the seed tutorial: 200 epochs of the 60,000 MNIST digits, batches of 100
                        "20"},                  # LeCun, as the tutorial quotes him: "... in the last 20 years"
     "05_dcgan": {"202599"},                    # CelebA's image count (Liu et al. 2015)
-    "06_ebgan": {"159000", "60000"},           # the seed talk's slides: margin 8 trained 159,000 steps; 60,000 digits
+    "06_ebgan": {"159000", "60000"},
+    "09_gan_pitfalls": {"3033042", "130000", "2.74"},  # the seed talk's slides on its LSUN-bedroom run           # the seed talk's slides: margin 8 trained 159,000 steps; 60,000 digits
 }
 
 NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?")
