@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import re
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -24,9 +25,14 @@ def source(cell):
     return "".join(cell["source"])
 
 
+@cache
+def cells_of(path):
+    return json.loads(path.read_text())["cells"]
+
+
 def exercises(path):
     """{number: (gap source, check source, stored check output)} in the notebook's order."""
-    cells = json.loads(path.read_text())["cells"]
+    cells = cells_of(path)
     found = {}
     for before, cell in zip(cells, cells[1:]):
         match = CHECK.search(source(cell)) if cell["cell_type"] == "code" else None
@@ -39,7 +45,7 @@ def exercises(path):
 
 def context(path):
     """The setup cell and the cells tagged exercise-context, in order."""
-    cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    cells = [c for c in cells_of(path) if c["cell_type"] == "code"]
     return [source(cells[0])] + [source(c) for c in cells[1:] if "exercise-context" in c["metadata"].get("tags", [])]
 
 

@@ -431,3 +431,19 @@ def test_ship_run_of_an_unfinished_run_says_what_to_do(course_dirs):
 
 def test_pretrained_path_is_data_pretrained_name_generator():
     assert utils.pretrained_path("04_vanilla_gan") == metrics.DATA_DIR / "pretrained" / "04_vanilla_gan" / "generator.pt"
+
+
+def test_rank_correlation_is_spearmans_with_tied_values_sharing_their_mean_rank():
+    from scipy.stats import spearmanr
+
+    assert utils.rank_correlation([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert utils.rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert utils.rank_correlation([1, 2, 3, 4], [1, 100, 2, 3]) == pytest.approx(0.4)  # ranks, not values
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randint(0, 4, (30,), generator=g), torch.randn(30, generator=g)  # a has many ties
+    assert utils.rank_correlation(a, b) == pytest.approx(spearmanr(a.numpy(), b.numpy()).statistic, abs=1e-6)
+
+
+def test_rank_correlation_refuses_sequences_of_different_lengths():
+    with pytest.raises(CourseError, match="same length"):
+        utils.rank_correlation([1, 2, 3], [1, 2])

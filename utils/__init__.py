@@ -14,6 +14,7 @@ from .metrics import (
                       load_classifier,
                       load_samples,
                       pretrained_path,
+                      rank_correlation,
                       report,
                       save_samples,
                       ship_run,
@@ -37,7 +38,7 @@ from .runtime import (
 __all__ = [
     "animate", "Batches", "BestKeeper", "CheckpointError", "CourseError", "DatasetError", "ExerciseBlank", "FolderBatches", "Logger", "NonFiniteLossError",
     "check_finite", "evaluate", "exercise", "get_profile", "load_checkpoint", "load_classifier", "load_dataset",
-    "load_mnist", "load_samples", "make_grid", "pick", "pick_device", "pretrained_path", "report",
+    "load_mnist", "load_samples", "make_grid", "pick", "pick_device", "pretrained_path", "rank_correlation", "report",
     "save_checkpoint", "save_gif", "save_grid", "save_samples", "seed_everything", "setup", "ship_run", "show_images",
     "TrainingRun", "want_fresh", "want_pretrained",
 ]

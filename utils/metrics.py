@@ -151,6 +151,21 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     return max(float(fd), 0.0)
 
 
+def rank_correlation(a, b) -> float:
+    """Spearman's rank correlation of two equal-length 1-d sequences: +1 same order, -1 opposite order.
+
+    Tied values share their mean rank, as scipy.stats.spearmanr gives them.
+    """
+    def rank(v):
+        v = torch.as_tensor(v, dtype=torch.float64).flatten()
+        return (v[:, None] > v[None, :]).sum(1) + ((v[:, None] == v[None, :]).sum(1) - 1) / 2
+
+    ra, rb = rank(a), rank(b)
+    if len(ra) != len(rb) or len(ra) < 2:
+        raise CourseError(f"rank_correlation needs two sequences of the same length, at least 2; got {len(ra)} and {len(rb)}.")
+    return torch.corrcoef(torch.stack([ra, rb]))[0, 1].item()
+
+
 def _check_samples(samples: torch.Tensor) -> torch.Tensor:
     if not torch.is_tensor(samples) or samples.ndim != 4:
         raise CourseError(f"Samples must be a tensor N x C x H x W; got {getattr(samples, 'shape', type(samples))}.")
