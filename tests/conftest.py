@@ -19,6 +19,8 @@ import nbformat
 import numpy as np
 import pytest
 
+from utils.data import FILES  # split -> (images file, labels file), the names the course reads
+
 matplotlib.use("agg")  # show_images in a test must not open a window
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -101,10 +103,6 @@ def write_idx(path: Path, array: np.ndarray) -> Path:
     return path
 
 
-IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
-
-
 def make_idx_dataset(folder: Path, n_train: int = 30, n_test: int = 20, seed: int = 0) -> dict:
     """The four gzipped IDX files of a tiny random MNIST-like set in `folder`; returns the arrays by split."""
     rng = np.random.default_rng(seed)
@@ -112,8 +110,8 @@ def make_idx_dataset(folder: Path, n_train: int = 30, n_test: int = 20, seed: in
     for split, n in (("train", n_train), ("test", n_test)):
         images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
         labels = rng.integers(0, 10, size=n, dtype=np.uint8)
-        write_idx(folder / (IDX_FILES[split][0] + ".gz"), images)
-        write_idx(folder / (IDX_FILES[split][1] + ".gz"), labels)
+        write_idx(folder / (FILES[split][0] + ".gz"), images)
+        write_idx(folder / (FILES[split][1] + ".gz"), labels)
         arrays[split] = (images, labels)
     return arrays
 

@@ -8,7 +8,7 @@ import hashlib
 import numpy as np
 import pytest
 import torch
-from conftest import IDX_FILES, files_in, idx_bytes, make_idx_dataset, one_message, write_idx
+from conftest import files_in, idx_bytes, make_idx_dataset, one_message, write_idx
 
 import utils
 from utils import data
@@ -290,7 +290,7 @@ def test_offline_mnist_falls_back_to_the_shipped_subset(tmp_path, monkeypatch, c
 
 def test_mnist_without_network_falls_back_and_says_why(tmp_path, monkeypatch, capsys, fresh_announcements, dead_url):
     monkeypatch.delenv("COURSE_OFFLINE", raising=False)
-    resources = [(name + ".gz", None) for pair in IDX_FILES.values() for name in pair]
+    resources = [(name + ".gz", None) for pair in data.FILES.values() for name in pair]
     monkeypatch.setattr(data, "_torchvision_sources", lambda name: ([dead_url + "/"], resources))
     images, _ = data.load_dataset("mnist", "test", root=tmp_path)
     out = capsys.readouterr().out

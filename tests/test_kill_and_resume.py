@@ -82,9 +82,10 @@ def outputs(course: Path) -> str:
     return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
 
 
-def logged_steps(run_dir: Path) -> list[int]:
+def logged_rows(run_dir: Path) -> list[dict]:
+    """scalars.csv as numbers (an empty cell is a scalar not logged at that step)."""
     with open(run_dir / "scalars.csv", newline="") as fh:
-        return [int(float(r["step"])) for r in csv.DictReader(fh)]
+        return [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(fh)]
 
 
 def test_a_killed_notebook_resumes_and_ends_with_the_uninterrupted_generator(tmp_path):
@@ -119,9 +120,14 @@ def test_a_killed_notebook_resumes_and_ends_with_the_uninterrupted_generator(tmp
     assert all(torch.equal(v, best_b["models"]["G"][k]) for k, v in best_a["models"]["G"].items())
     assert torch.equal(torch.load(straight / "runs" / STEM / "samples.pt", weights_only=True),
                        torch.load(run_dir / "samples.pt", weights_only=True)), "the saved samples differ"
-    assert logged_steps(run_dir) == list(range(STEPS)), "every step logged once, none repeated after the resume"
+    rows = logged_rows(straight / "runs" / STEM)
+    steps = [r["step"] for r in rows if "d_loss" in r]
+    assert steps == sorted(set(steps)) and 0 < steps[0] and steps[-1] == STEPS, \
+        "the losses are logged once per step logged, by steps done (1 after the first update, STEPS at the end)"
+    assert logged_rows(run_dir) == rows, "the killed and resumed run logged what the uninterrupted run logged, no step twice"
 
     finish(execute(straight))  # a finished run, run again, only loads its last checkpoint
     assert f"resumed at step {STEPS:,} of {STEPS:,}" in outputs(straight)
+    assert logged_rows(straight / "runs" / STEM) == rows, "a finished run's record is kept when it is run again"
     assert torch.equal(torch.load(straight / "runs" / STEM / "samples.pt", weights_only=True),
                        torch.load(run_dir / "samples.pt", weights_only=True))

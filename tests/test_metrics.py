@@ -1,4 +1,4 @@
-"""utils.metrics: the course classifier, the Frechet distance, evaluate/report, BestKeeper, samples, shipping."""
+"""utils.metrics: the course classifier, the Frechet distance, evaluate/report, rank correlation (runs: test_runs.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from conftest import one_message
 
 import utils
 from utils import metrics
-from utils.runtime import CheckpointError, CourseError
+from utils.runtime import CourseError
 
 # offline: the metrics read data/ (the shipped subset, or full MNIST where a learner downloaded it) and
 # must never try to download into it
@@ -247,11 +247,27 @@ def test_evaluate_penalises_samples_of_only_two_classes(unseen_real, classifier)
     assert m["coverage"] == 2 and m["fd_ratio"] > 5
 
 
-def test_evaluate_reads_32x32_and_other_devices_alike(unseen_real):
-    plain = utils.evaluate(unseen_real[:100])
-    padded = utils.evaluate(F.pad(unseen_real[:100], (2, 2, 2, 2), value=-1.0).requires_grad_())
+def test_evaluate_reads_32x32_half_double_and_graph_tensors_alike(unseen_real):
+    """Samples come as the notebooks make them: padded to 32x32 (EBGAN, BEGAN), float16 (the shipped samples),
+    bfloat16 (under utils.autocast), float64, still attached to a graph. evaluate() measures them all as the
+    float32 images they are (a half-precision tensor fed to the float32 classifier would raise)."""
+    x = unseen_real[:100]
+    plain = utils.evaluate(x)
     assert plain["n_samples"] == 100
-    assert padded["fd"] == pytest.approx(plain["fd"], rel=1e-9) and padded["coverage"] == plain["coverage"]
+    padded = utils.evaluate(F.pad(x, (2, 2, 2, 2), value=-1.0).requires_grad_())
+    assert padded["fd"] == pytest.approx(plain["fd"], rel=1e-9) and padded["class_counts"] == plain["class_counts"]
+    assert utils.evaluate(x.double())["fd"] == pytest.approx(plain["fd"], rel=1e-9)
+    for low in (torch.float16, torch.bfloat16):
+        m = utils.evaluate(x.to(low))  # rounded to 11 or 8 bits: nearly the same numbers
+        assert m["fd"] == pytest.approx(plain["fd"], rel=0.05) and m["coverage"] == plain["coverage"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (CI has none; run on a GPU machine)")
+def test_evaluate_measures_samples_left_on_the_gpu(unseen_real):
+    """A notebook on a GPU passes samples still on the training device; the classifier lives on the CPU."""
+    x = unseen_real[:100]
+    on_gpu = utils.evaluate(x.cuda().requires_grad_())
+    assert on_gpu["fd"] == pytest.approx(utils.evaluate(x)["fd"], rel=1e-9)
 
 
 def test_evaluate_clamps_n_to_the_samples_and_the_held_out_set(unseen_real, mnist_test, monkeypatch):
@@ -291,146 +307,6 @@ def test_report_states_every_number_and_the_sample_counts():
 def test_class_names():
     assert metrics.class_names("mnist") == [str(d) for d in range(10)]
     assert metrics.class_names("fashion-mnist")[9] == "Ankle boot"
-
-
-# ----------------------------------------------------------------------------- BestKeeper
-
-
-def _net(value):
-    net = torch.nn.Linear(2, 1)
-    with torch.no_grad():
-        net.weight.fill_(value)
-    return net
-
-
-def test_best_keeper_saves_only_improvements_and_restores_the_best(tmp_path):
-    keeper = utils.BestKeeper(tmp_path / "run" / "best.pt")
-    G = _net(0.0)
-    saved = []
-    for step, score in enumerate([5.0, 3.0, 4.0, float("nan"), 3.0, 2.0, float("inf"), 2.5]):
-        with torch.no_grad():
-            G.weight.fill_(float(step))
-        saved.append(keeper.update(score, step, G=G))
-    assert saved == [True, True, False, False, False, True, False, False]
-    assert keeper.best == 2.0 and keeper.best_step == 5
-    G2 = _net(-1.0)
-    assert keeper.restore(G=G2) == {"step": 5, "score": 2.0}
-    assert (G2.weight == 5.0).all()  # the weights of the best step, not the last
-    with pytest.raises(CheckpointError, match="has no model named 'D'"):
-        keeper.restore(D=_net(0.0))
-
-
-def test_best_keeper_higher_is_better_and_nothing_saved_yet(tmp_path):
-    keeper = utils.BestKeeper(tmp_path / "best.pt", lower_is_better=False)
-    with pytest.raises(CheckpointError, match="No checkpoint"):
-        keeper.restore(G=_net(0.0))
-    assert [keeper.update(s, i, G=_net(s)) for i, s in enumerate([0.5, 0.9, 0.7, 0.95])] == [True, True, False, True]
-    assert keeper.best == 0.95 and keeper.best_step == 3
-
-
-# ----------------------------------------------------------------------------- samples and shipping
-
-
-@pytest.fixture
-def course_dirs(tmp_path, monkeypatch):
-    """runs/ and data/pretrained/ of a course in tmp_path: nothing is written into the real ones."""
-    runs, pretrained = tmp_path / "runs", tmp_path / "pretrained"
-    monkeypatch.setattr(metrics, "RUNS_DIR", runs)
-    monkeypatch.setattr(metrics, "PRETRAINED_DIR", pretrained)
-    return runs, pretrained
-
-
-def test_save_and_load_samples_with_info(course_dirs):
-    runs, _ = course_dirs
-    samples = torch.rand(12, 1, 28, 28) * 2 - 1
-    path = utils.save_samples(samples, "04_vanilla_gan", info={"steps": 300, "profile": "smoke"})
-    assert path == runs / "04_vanilla_gan" / "samples.pt"
-    assert json.loads((runs / "04_vanilla_gan" / "info.json").read_text()) == {"steps": 300, "profile": "smoke"}
-    got, info, source = utils.load_samples("04_vanilla_gan")
-    assert torch.equal(got, samples) and info == {"steps": 300, "profile": "smoke"} and source == "this machine's run"
-
-
-def test_save_samples_with_labels_and_an_explicit_root(tmp_path, course_dirs):
-    samples, labels = torch.zeros(10, 1, 28, 28), np.arange(10)
-    utils.save_samples(samples, "11_conditional_gan", root=tmp_path / "elsewhere", labels=labels)
-    assert not (course_dirs[0] / "11_conditional_gan").exists()
-    got, info, _ = utils.load_samples("11_conditional_gan", root=tmp_path / "elsewhere")
-    assert set(got) == {"samples", "labels"} and info == {}
-    assert got["labels"].dtype == torch.int64 and got["labels"].tolist() == list(range(10))
-    assert torch.equal(got["samples"], samples)
-
-
-@pytest.mark.parametrize(("samples", "words"), [
-    (torch.full((4, 1, 28, 28), 2.0), ["[-1, 1]", "end G with Tanh"]),
-    (torch.full((4, 1, 28, 28), float("inf")), ["NaN or infinite", "09_gan_pitfalls"]),
-])
-def test_save_samples_refuses_bad_samples_and_writes_nothing(course_dirs, samples, words):
-    with pytest.raises(CourseError) as err:
-        utils.save_samples(samples, "05_dcgan")
-    assert all(w in one_message(err.value) for w in words)
-    assert not course_dirs[0].exists()
-
-
-def test_load_samples_falls_back_to_the_shipped_run_then_says_what_to_do(course_dirs):
-    _, pretrained = course_dirs
-    with pytest.raises(CourseError, match=r"No samples for 06_ebgan: run notebooks/06_ebgan\.ipynb first"):
-        utils.load_samples("06_ebgan")
-    (pretrained / "06_ebgan").mkdir(parents=True)
-    torch.save(torch.zeros(3, 1, 32, 32).half(), pretrained / "06_ebgan" / "samples.pt")
-    got, info, source = utils.load_samples("06_ebgan")
-    assert got.dtype == torch.float32 and got.shape == (3, 1, 32, 32)
-    assert source == "the shipped cpu-profile run" and info == {}
-
-
-def test_corrupt_samples_file_says_what_to_do_and_is_kept(course_dirs):
-    runs, _ = course_dirs
-    utils.save_samples(torch.zeros(4, 1, 28, 28), "07_began")
-    path = runs / "07_began" / "samples.pt"
-    path.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(CourseError, match=r"samples\.pt is corrupt .*run notebooks/07_began\.ipynb again"):
-        utils.load_samples("07_began")
-    assert len(path.read_bytes()) == 200
-
-
-def test_ship_run_copies_the_best_generator_and_half_precision_samples(course_dirs):
-    runs, pretrained = course_dirs
-    G = _net(0.25)
-    utils.BestKeeper(runs / "08_wgan" / "best.pt").update(1.0, 40, G=G)
-    samples = torch.rand(20, 1, 28, 28) * 2 - 1
-    utils.save_samples(samples, "08_wgan", info={"train_seconds": 12.5})
-    dst = utils.ship_run("08_wgan")
-    assert dst == pretrained / "08_wgan"
-    assert sorted(p.name for p in dst.iterdir()) == ["generator.pt", "info.json", "samples.pt"]
-    assert (dst / "generator.pt").read_bytes() == (runs / "08_wgan" / "best.pt").read_bytes()
-    shipped = torch.load(dst / "samples.pt", weights_only=True)
-    assert shipped.dtype == torch.float16 and torch.allclose(shipped.float(), samples, atol=1e-3)
-    assert json.loads((dst / "info.json").read_text()) == {"train_seconds": 12.5}
-    # the notebook's pretrained path finds it and loads it
-    assert utils.pretrained_path("08_wgan") == dst / "generator.pt"
-    G2 = _net(0.0)
-    assert utils.load_checkpoint(utils.pretrained_path("08_wgan"), models={"G": G2})["step"] == 40
-    assert (G2.weight == 0.25).all()
-
-
-def test_ship_run_with_labels_keeps_them_as_integers(tmp_path, course_dirs):
-    utils.BestKeeper(tmp_path / "r" / "11_conditional_gan" / "best.pt").update(1.0, 1, G=_net(0.0))
-    utils.save_samples(torch.zeros(4, 1, 28, 28), "11_conditional_gan", root=tmp_path / "r", labels=[1, 2, 3, 4])
-    dst = utils.ship_run("11_conditional_gan", root=tmp_path / "r")
-    shipped = torch.load(dst / "samples.pt", weights_only=True)
-    assert shipped["samples"].dtype == torch.float16 and shipped["labels"].tolist() == [1, 2, 3, 4]
-    assert not (dst / "info.json").exists()
-
-
-def test_ship_run_of_an_unfinished_run_says_what_to_do(course_dirs):
-    runs, pretrained = course_dirs
-    utils.save_samples(torch.zeros(4, 1, 28, 28), "05_dcgan")
-    with pytest.raises(CourseError, match=r"runs/05_dcgan/best\.pt is missing: run notebooks/05_dcgan\.ipynb in the cpu"):
-        utils.ship_run("05_dcgan")
-    assert not pretrained.exists()
-
-
-def test_pretrained_path_is_data_pretrained_name_generator():
-    assert utils.pretrained_path("04_vanilla_gan") == metrics.DATA_DIR / "pretrained" / "04_vanilla_gan" / "generator.pt"
 
 
 def test_rank_correlation_is_spearmans_with_tied_values_sharing_their_mean_rank():

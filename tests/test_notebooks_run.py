@@ -15,7 +15,7 @@ from conftest import course_copy
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
-GAN_NOTEBOOKS = [s for s in ("04_vanilla_gan", "05_dcgan", "06_ebgan", "07_began", "08_wgan", "11_conditional_gan")
+GAN_NOTEBOOKS = [s for s in ("04_vanilla_gan", "05_dcgan", "06_ebgan", "07_began", "08_wgan", "11_conditional_gan", "12_bigan")
                  if (ROOT / "notebooks" / f"{s}.ipynb").exists()]
 
 

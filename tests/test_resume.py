@@ -137,3 +137,30 @@ def test_want_fresh_reads_course_fresh(monkeypatch, value):
     assert utils.want_fresh()
     monkeypatch.setenv("COURSE_FRESH", "0")
     assert not utils.want_fresh()
+
+
+def _rewrite_extra(path, **changes):
+    state = torch.load(path, weights_only=False)
+    state["extra"].update(changes)
+    for key in [k for k, v in changes.items() if v is None]:
+        del state["extra"][key]
+    torch.save(state, path)
+
+
+@pytest.mark.parametrize("change, why", [
+    ({"format": None}, "written by an older version of the course"),
+    ({"format": utils.resume.RUN_FORMAT - 1}, "written by an older version of the course"),
+    ({"schedulers": {}}, "holds no state for a learning-rate schedule"),
+])
+def test_a_checkpoint_of_another_format_starts_afresh_with_a_reason(tmp_path, capsys, change, why):
+    """A checkpoint from before the step-based Logger (no format) or without the schedule's state is not resumed:
+    resuming would mix the old run's files with the new one's, or fail with a bare KeyError."""
+    path = tmp_path / "checkpoint.pt"
+    train(path, {"lr": 1e-2}, stop_at=13)
+    _rewrite_extra(path, **change)
+    straight, _ = train(tmp_path / "a" / "checkpoint.pt", {"lr": 1e-2})
+    again, _ = train(path, {"lr": 1e-2})
+    out = capsys.readouterr().out
+    assert "training from step 0 of 40" in out and why in out
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, again.state_dict()[key]), "a fresh start gives the uninterrupted result"

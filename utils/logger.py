@@ -1,14 +1,15 @@
-"""The training Logger: console status, TensorBoard event files, PNG grids, a CSV of scalars, checkpoints.
+"""The training Logger: console status, TensorBoard event files, PNG grids, a CSV of scalars.
 
-Its API is the one the "GANs from scratch" tutorial introduced, with what that version got wrong
-fixed: channels-last images are moved with a permute (not a transpose that swaps height and width),
-tensors on any device are accepted, checkpoints hold the optimizers and the step, are written
-atomically, and only when asked (once an epoch), not on every batch.
+It grew from the one the "GANs from scratch" tutorial introduced (kept as `tutorial_log`), counted in
+training steps rather than epochs and batches, with what that version got wrong fixed: channels-last images
+are moved with a permute (not a transpose that swaps height and width), tensors on any device are accepted,
+and the scalar table is written atomically whenever its columns change.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import os
 from pathlib import Path
 
@@ -17,7 +18,14 @@ from PIL import Image
 from torchvision.transforms import functional as TF
 
 from . import images as _images
-from .runtime import ROOT, CourseError, atomic_write
+from .runs import run_dir
+from .runtime import CourseError, atomic_write
+
+
+def _png_step(path: Path) -> int | None:
+    """The step in a grid's file name images/step_SSSSSSS.png (None for any other name)."""
+    stem = path.stem
+    return int(stem[5:]) if stem.startswith("step_") and stem[5:].isdigit() else None
 
 
 def _to_float(value) -> float:
@@ -29,20 +37,20 @@ def _to_float(value) -> float:
 
 
 class Logger:
-    """Logger(model_name, data_name) writes under runs/<model_name>/<data_name>/ (or `root`).
+    """Logger(name) writes a training run's record under runs/<name>/ (run_dir; or `root`):
 
-    - scalars.csv and TensorBoard event files: one row per log() call, keyed by the global step
-      epoch * num_batches + n_batch;
-    - images/epoch_EEE_batch_BBBBB.png: the grids given to log_images(), also kept for save_gif();
-    - checkpoint.pt: the latest save_models(), written atomically.
-    `resume_step` (from a checkpoint) drops logged rows after that step, so a resumed run does
-    not repeat steps; TensorBoard is told the same with purge_step.
+    - scalars.csv and TensorBoard event files: one row per log(step, d_loss=..., g_loss=..., ...);
+    - images/step_SSSSSSS.png: the grids given to log_images(images, step), also kept for save_gif()
+      and utils.animate (`grids`, with their steps in `grid_steps`).
+    Steps are counted as steps done (1 after the first update). `resume_step`, the steps done when the
+    checkpoint was written (what TrainingRun.start() returns), drops rows and grids logged after it, so a
+    resumed run does not repeat steps; TensorBoard is told the same with purge_step. Without it, a run starts afresh.
     """
 
-    def __init__(self, model_name: str, data_name: str, root: str | os.PathLike | None = None,
-                 resume_step: int | None = None, tensorboard: bool = True):
-        self.model_name, self.data_name = model_name, data_name
-        self.dir = Path(root) if root else ROOT / "runs" / model_name / data_name
+    def __init__(self, name: str, root: str | os.PathLike | None = None, resume_step: int | None = None,
+                 tensorboard: bool = True):
+        self.name = name
+        self.dir = Path(root) if root else run_dir(name)
         try:
             (self.dir / "images").mkdir(parents=True, exist_ok=True)
             probe = self.dir / ".write-test"
@@ -56,52 +64,57 @@ class Logger:
         self.csv_path = self.dir / "scalars.csv"
         self.history: list[dict] = []
         self._csv_fields: list[str] = []
+        keep = resume_step if resume_step else -1  # None or 0 steps done: a fresh run keeps nothing of an old one
         if self.csv_path.exists():
             with open(self.csv_path, newline="") as fh:
                 # a cell is empty where a scalar was not logged at that step (a column that began later)
-                rows = [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(fh)]
-            keep = resume_step if resume_step is not None else -1
-            self.history = [r for r in rows if r["step"] <= keep]
+                rows = [{k: int(float(v)) if k == "step" else float(v) for k, v in r.items() if v not in ("", None)}
+                        for r in csv.DictReader(fh)]
+            self.history = [r for r in rows if r.get("step", math.inf) <= keep]
             self._rewrite_csv()
-        # the grids of this run for the GIF: a resumed run takes back those it saved before the kernel died
+        # the grids of this run for the animation: a resumed run takes back those it saved before the kernel died
         self.grids: list[torch.Tensor] = []
-        self._grid_paths: list[Path] = []
+        self.grid_steps: list[int] = []
         for png in sorted((self.dir / "images").glob("*.png")):
-            if resume_step is None or resume_step < 0:
-                png.unlink()  # a fresh run: the old run's grids must not join its animation
+            step = _png_step(png)
+            if step is None or step > keep:
+                png.unlink()  # a fresh run (or steps after the resume point): not part of this run's animation
             else:
                 with Image.open(png) as im:
                     self.grids.append(TF.to_tensor(im.convert("RGB")))
-                self._grid_paths.append(png)
+                self.grid_steps.append(step)
+        if not resume_step:  # a fresh run: the old run's event files must not mix with its curves in TensorBoard
+            for old in (self.dir / "tensorboard").glob("events.out.tfevents.*"):
+                old.unlink()
         self.writer = None
         if tensorboard:
             from tensorboardX import SummaryWriter
 
             self.writer = SummaryWriter(logdir=str(self.dir / "tensorboard"),
-                                        purge_step=None if resume_step is None else resume_step + 1)
+                                        purge_step=resume_step + 1 if resume_step else None)
 
     # ------------------------------------------------------------------ scalars
 
-    @staticmethod
-    def step(epoch: int, n_batch: int, num_batches: int) -> int:
-        return epoch * num_batches + n_batch
-
-    def log(self, d_error, g_error, epoch: int, n_batch: int, num_batches: int, **scalars) -> dict:
-        """Record the D and G losses (and any other named scalars) at this step."""
-        row = {"step": self.step(epoch, n_batch, num_batches), "epoch": epoch,
-               "d_error": _to_float(d_error), "g_error": _to_float(g_error)}
-        row.update({k: _to_float(v) for k, v in scalars.items()})
+    def log(self, step: int, **scalars) -> dict:
+        """Record named scalars (d_loss=..., g_loss=..., any others) at training step `step`."""
+        if not scalars:
+            raise CourseError("Logger.log(step, **scalars) needs at least one named scalar, e.g. log(step, d_loss=d_loss).")
+        row = {"step": int(step), **{k: _to_float(v) for k, v in scalars.items()}}
         self.history.append(row)
         if self.writer is not None:
-            for key, value in row.items():
-                if key not in ("step", "epoch"):
-                    self.writer.add_scalar(f"{self.model_name}/{key}", value, row["step"])
-        if self._csv_fields == list(row):
+            for key in scalars:
+                self.writer.add_scalar(key, row[key], row["step"])
+        if set(row) <= set(self._csv_fields):  # columns already in the table: append (a scalar not logged now stays empty)
             with open(self.csv_path, "a", newline="") as fh:
-                csv.DictWriter(fh, fieldnames=self._csv_fields).writerow(row)
+                csv.DictWriter(fh, fieldnames=self._csv_fields, restval="").writerow(row)
         else:  # a new file, or new columns: write the whole table again
             self._rewrite_csv()
         return row
+
+    def tutorial_log(self, d_error, g_error, epoch: int, n_batch: int, num_batches: int) -> dict:
+        """The "GANs from scratch" tutorial's call, kept for readers of it: log(step, d_loss=d_error, g_loss=g_error)
+        at step epoch * num_batches + n_batch."""
+        return self.log(epoch * num_batches + n_batch, d_loss=d_error, g_loss=g_error)
 
     def _rewrite_csv(self) -> None:
         fields = list(dict.fromkeys(k for r in self.history for k in r)) or ["step"]
@@ -122,21 +135,19 @@ class Logger:
 
     # ------------------------------------------------------------------ images
 
-    def log_images(self, images, num_images: int, epoch: int, n_batch: int, num_batches: int,
-                   nrow: int | None = None, value_range=(-1, 1)) -> Path:
-        """Save a grid of the first `num_images` images as PNG and to TensorBoard; keep it for the GIF."""
-        x = _images.as_nchw(images, "Logger.log_images")[:num_images]
+    def log_images(self, images, step: int, nrow: int | None = None, value_range=(-1, 1)) -> Path:
+        """Save a grid of `images` as PNG and to TensorBoard at `step`; keep it for the animation."""
+        x = _images.as_nchw(images, "Logger.log_images")
         grid = _images.make_grid(x, nrow, value_range)
-        step = self.step(epoch, n_batch, num_batches)
+        step = int(step)
         if self.writer is not None:
-            self.writer.add_image(f"{self.model_name}/samples", grid, step)
-        path = self.dir / "images" / f"epoch_{epoch:03d}_batch_{n_batch:05d}.png"
-        if path in self._grid_paths:  # logged again after a resume: the same frame, not a second one
-            self.grids[self._grid_paths.index(path)] = grid
+            self.writer.add_image("samples", grid, step)
+        if step in self.grid_steps:  # logged again after a resume: the same frame, not a second one
+            self.grids[self.grid_steps.index(step)] = grid
         else:
             self.grids.append(grid)
-            self._grid_paths.append(path)
-        return _images.save_grid(x, path, nrow, value_range)
+            self.grid_steps.append(step)
+        return _images.save_grid(x, self.dir / "images" / f"step_{step:07d}.png", nrow, value_range)
 
     def save_gif(self, path: str | os.PathLike | None = None, duration_ms: int = 300) -> Path:
         """An animated GIF of every grid logged so far (the fixed noise over training)."""
@@ -144,12 +155,9 @@ class Logger:
 
     # ------------------------------------------------------------------ console
 
-    def display_status(self, epoch: int, num_epochs: int, n_batch: int, num_batches: int,
-                       d_error, g_error, d_pred_real, d_pred_fake) -> str:
-        """Print one line: where training is, the two losses and D's mean output on real and fake."""
-        line = (f"epoch {epoch + 1}/{num_epochs} · batch {n_batch}/{num_batches} · "
-                f"d_loss {_to_float(d_error):.4f} · g_loss {_to_float(g_error):.4f} · "
-                f"D(x) {_to_float(d_pred_real):.3f} · D(G(z)) {_to_float(d_pred_fake):.3f}")
+    def display_status(self, step: int, total_steps: int, **scalars) -> str:
+        """Print one line: the step and the named scalars (the losses, D's mean outputs, ...)."""
+        line = " · ".join([f"step {int(step):,}/{int(total_steps):,}"] + [f"{k} {_to_float(v):.4g}" for k, v in scalars.items()])
         print(line)
         return line
 

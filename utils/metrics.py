@@ -166,7 +166,7 @@ def rank_correlation(a, b) -> float:
     return torch.corrcoef(torch.stack([ra, rb]))[0, 1].item()
 
 
-def _check_samples(samples: torch.Tensor) -> torch.Tensor:
+def check_samples(samples: torch.Tensor) -> torch.Tensor:
     if not torch.is_tensor(samples) or samples.ndim != 4:
         raise CourseError(f"Samples must be a tensor N x C x H x W; got {getattr(samples, 'shape', type(samples))}.")
     samples = samples.detach().float().cpu()
@@ -217,7 +217,7 @@ def evaluate(samples: torch.Tensor, dataset: str = "mnist", n: int | None = None
     of `split` drawn with `seed` (see held_out), and reports the real-vs-real floor at the same n.
     Report on `test`; choose checkpoints on `val` (BestKeeper), never on the images you report.
     """
-    samples = _check_samples(samples)
+    samples = check_samples(samples)
     model = load_classifier(dataset)
     x_ref, _ = load_dataset(dataset, _reference_split(split))
     n = min(n or len(samples), len(samples), len(x_ref))
@@ -245,96 +245,6 @@ def report(m: dict) -> str:
 def class_names(dataset: str = "mnist") -> list[str]:
     check_name(dataset)
     return CLASS_NAMES[dataset]
-
-
-class BestKeeper:
-    """Keep the best checkpoint by a metric (lower is better), not only the last.
-
-    keeper = BestKeeper("runs/04_vanilla_gan/best.pt"); keeper.update(fd, step, G=G) saves when fd improves.
-    """
-
-    def __init__(self, path, lower_is_better: bool = True):
-        self.path, self.sign = Path(path), 1 if lower_is_better else -1
-        self.best, self.best_step = math.inf, None
-
-    def update(self, score: float, step: int, **models) -> bool:
-        if not math.isfinite(score) or self.sign * score >= self.sign * self.best and self.best_step is not None:
-            return False
-        self.best, self.best_step = score, step
-        save_checkpoint(self.path, step=step, models=models, score=score)
-        return True
-
-    def restore(self, **models) -> dict:
-        return load_checkpoint(self.path, models=models)
-
-
-RUNS_DIR = ROOT / "runs"
-PRETRAINED_DIR = DATA_DIR / "pretrained"
-
-
-def save_samples(samples, name: str, root=None, labels=None, info: dict | None = None) -> Path:
-    """Save samples (N x C x H x W floats in [-1, 1]) to runs/<name>/samples.pt atomically.
-
-    With `labels` (conditional models) the file holds {'samples': ..., 'labels': ...}. `info` (for example
-    {'train_seconds': ..., 'steps': ..., 'profile': ...}) goes beside it as info.json.
-    """
-    samples = _check_samples(samples)
-    if samples.min() < -1.0001 or samples.max() > 1.0001:
-        raise CourseError(f"Samples must lie in [-1, 1] (got [{samples.min():.3f}, {samples.max():.3f}]); end G with Tanh.")
-    folder = Path(root or RUNS_DIR) / name
-    obj = samples if labels is None else {"samples": samples, "labels": torch.as_tensor(labels).long().cpu()}
-    path = atomic_write(folder / "samples.pt", lambda tmp: torch.save(obj, tmp))
-    if info is not None:
-        atomic_write(folder / "info.json", lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2) + "\n"))
-    return path
-
-
-def load_samples(name: str, root=None) -> tuple[object, dict, str]:
-    """(samples, info, source) saved by save_samples for notebook `name`.
-
-    Looks in runs/<name>/ first, then falls back to what the course ships in data/pretrained/
-    (the samples of the shipped generator, made by that notebook's cpu-profile run).
-    """
-    for folder, source in ((Path(root or RUNS_DIR) / name, "this machine's run"),
-                           (PRETRAINED_DIR / name, "the shipped cpu-profile run")):
-        path = folder / "samples.pt"
-        if path.is_file():
-            try:
-                obj = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as exc:
-                raise CourseError(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} is corrupt "
-                                  f"({type(exc).__name__}); run notebooks/{name}.ipynb again.") from None
-            info_path = folder / "info.json"
-            info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-            obj = {k: v.float() if v.is_floating_point() else v for k, v in obj.items()} if isinstance(obj, dict) else obj.float()
-            return obj, info, source
-    raise CourseError(f"No samples for {name}: run notebooks/{name}.ipynb first (it saves runs/{name}/samples.pt).")
-
-
-def ship_run(name: str, root=None) -> Path:
-    """Copy a finished run's best generator, samples (as float16) and info into data/pretrained/<name>/.
-
-    Maintainers call this after the cpu-profile run whose outputs are committed.
-    """
-    src = Path(root or RUNS_DIR) / name
-    dst = PRETRAINED_DIR / name
-    for needed in ("best.pt", "samples.pt"):
-        if not (src / needed).is_file():
-            raise CourseError(f"runs/{name}/{needed} is missing: run notebooks/{name}.ipynb in the cpu profile first.")
-    data = (src / "best.pt").read_bytes()
-    atomic_write(dst / "generator.pt", lambda tmp: Path(tmp).write_bytes(data))
-    obj = torch.load(src / "samples.pt", map_location="cpu", weights_only=True)
-    obj = {k: v.half() if v.is_floating_point() else v for k, v in obj.items()} if isinstance(obj, dict) else obj.half()
-    atomic_write(dst / "samples.pt", lambda tmp: torch.save(obj, tmp))
-    if (src / "info.json").is_file():
-        text = (src / "info.json").read_text()
-        atomic_write(dst / "info.json", lambda tmp: Path(tmp).write_text(text))
-    return dst
-
-
-def pretrained_path(name: str) -> Path:
-    """Where the generator shipped for notebook `name` lies (data/pretrained/<name>/generator.pt)."""
-    return PRETRAINED_DIR / name / "generator.pt"
 
 
 if __name__ == "__main__":  # python -m utils.metrics [mnist|fashion-mnist]: retrain the shipped classifiers

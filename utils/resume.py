@@ -20,6 +20,7 @@ import torch
 from .runtime import ROOT, CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 
 CHECKPOINT_EVERY_S = 30.0  # a disconnect loses at most this much training
+RUN_FORMAT = 2  # what a checkpoint and its run folder hold; a checkpoint of another format is not resumed
 
 
 def want_fresh() -> bool:
@@ -80,11 +81,16 @@ class TrainingRun:
             state = read_checkpoint(self.path)
         except CheckpointError:
             return 0, f"the checkpoint {_shown(self.path)} cannot be read; it will be replaced"
+        if state.get("extra", {}).get("format") != RUN_FORMAT:
+            return 0, (f"the checkpoint {_shown(self.path)} was written by an older version of the course, "
+                       "so it starts afresh")
         old = state.get("extra", {}).get("config")
         if old != self.config:
             changed = sorted(k for k in set(old or {}) | set(self.config) if (old or {}).get(k) != self.config.get(k))
             detail = ", ".join(f"{k} {(old or {}).get(k)!r} -> {self.config.get(k)!r}" for k in changed[:4])
             return 0, f"the configuration changed since the checkpoint ({detail}), so it starts afresh"
+        if set(self.schedulers) - set(state.get("extra", {}).get("schedulers") or {}):
+            return 0, f"the checkpoint {_shown(self.path)} holds no state for a learning-rate schedule of this run, so it starts afresh"
         try:
             info = load_checkpoint(self.path, models=self.models, optimizers=self.optimizers, state=state)
         except CheckpointError as exc:
@@ -111,7 +117,7 @@ class TrainingRun:
         begin = time.perf_counter()
         keeper = [self.keeper.best, self.keeper.best_step] if self.keeper is not None else None
         save_checkpoint(self.path, step=step, models=self.models, optimizers=self.optimizers,
-                        config=self.config, schedulers={k: s.state_dict() for k, s in self.schedulers.items()},
+                        format=RUN_FORMAT, config=self.config, schedulers={k: s.state_dict() for k, s in self.schedulers.items()},
                         rng=torch.get_rng_state(),
                         cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                         keeper=keeper, state=self.state, seconds=self.seconds())

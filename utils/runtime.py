@@ -74,7 +74,7 @@ def pick(profile: str, smoke, cpu, gpu):
 
 
 def setup(seed: int = 0, quiet: bool = False) -> torch.device:
-    """The notebook setup: pick the device once, seed everything, limit threads sensibly, report."""
+    """The notebook setup: pick the device once, seed everything, print the versions, device and profile."""
     device = pick_device()
     seed_everything(seed)
     if not quiet:
