@@ -26,6 +26,7 @@ TARGETS = {
     "10_evaluating_gans": {"minutes": 7},
     "11_conditional_gan": {"minutes": 3, "label_accuracy": 0.9},
     "12_bigan": {"minutes": 7, "fd_ratio": 12, "coverage": 10},
+    "13_scaling_up": {"minutes": 3},
     "all": {"minutes": 20},
 }
 

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import os
 import statistics
 import time
 
@@ -47,28 +45,10 @@ REFERENCE = {"vanilla": ("the seed tutorial's loop", 100), "dcgan": ("the PyTorc
 def notebook_code(stem: str, seed: int = 0, profile: str = "cpu") -> dict:
     """Execute the setup, parameters and "benchmark" cells of notebooks/<stem>.ipynb in `profile`; return their
     namespace."""
-    nb = json.loads((ROOT / "notebooks" / f"{stem}.ipynb").read_text())
-    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
-    tags = lambda c: c.get("metadata", {}).get("tags", [])  # noqa: E731
-    cells = [code[0], *(c for c in code if "parameters" in tags(c)), *(c for c in code if "benchmark" in tags(c))]
-    if len(cells) < 3:
-        raise SystemExit(f"{stem} has no cells tagged 'benchmark': tag its model and train-step cells.")
-    ns: dict = {"__name__": f"notebook_{stem}"}
-    cwd, before = os.getcwd(), os.environ.get("COURSE_PROFILE")
-    os.environ["COURSE_PROFILE"] = profile
-    os.chdir(ROOT / "notebooks")
     try:
-        for i, cell in enumerate(cells):
-            if i == 2:  # the setup cell seeded 0; the models are built from `seed`
-                torch.manual_seed(seed)
-            exec(compile("".join(cell["source"]), f"{stem}[{i}]", "exec"), ns)
-    finally:
-        os.chdir(cwd)
-        if before is None:
-            os.environ.pop("COURSE_PROFILE")
-        else:
-            os.environ["COURSE_PROFILE"] = before
-    return ns
+        return utils.notebook_cells(stem, tags=("benchmark",), profile=profile, seed=seed)
+    except utils.CourseError as exc:
+        raise SystemExit(f"{exc} (tag its model and train-step cells 'benchmark')") from None
 
 
 def noise_shape(G: nn.Module, z_dim: int) -> tuple:

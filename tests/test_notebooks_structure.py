@@ -239,3 +239,18 @@ def test_saved_samples_name_their_dataset_for_the_shipped_run(stem):
         info = next((k.value for k in call.keywords if k.arg == "info"), None)
         assert info is not None and "dataset" in _dict_keys(info, assigned), \
             f"{ast.unparse(call)[:120]}...: info needs 'dataset': DATASET"
+
+
+# ----------------------------------------------------------------------------- issue 20: notebook 13 as a deck
+
+SLIDE_TYPES = {"slide", "subslide", "fragment", "skip", "notes", "-"}
+
+
+def test_the_scaling_notebook_carries_slide_metadata_for_a_deck():
+    """Every cell of 13_scaling_up says how it shows in a reveal.js deck; at least 8 slides, long code skipped."""
+    cells = load(ROOT / "notebooks" / "13_scaling_up.ipynb")["cells"]
+    kinds = [c.get("metadata", {}).get("slideshow", {}).get("slide_type") for c in cells]
+    assert all(k in SLIDE_TYPES for k in kinds), f"cells without a valid slideshow.slide_type: {kinds}"
+    assert kinds[0] == "slide" and kinds.count("slide") >= 8, f"{kinds.count('slide')} slides"
+    assert all(k == "skip" for c, k in zip(cells, kinds) if c["cell_type"] == "code" and len(source(c).splitlines()) > 30), \
+        "code longer than 30 lines is skipped in the deck"

@@ -3,6 +3,7 @@
 Models, losses and training loops live in the notebooks that teach them, never here.
 """
 
+from .cells import notebook_cells
 from .data import Batches, DatasetError, load_dataset, load_mnist
 from .exercises import ExerciseBlank, exercise
 from .imagefolder import FolderBatches
@@ -41,8 +42,8 @@ __all__ = [
     "animate", "autocast", "Batches", "BestKeeper", "bf16_units", "CheckpointError", "CourseError", "DatasetError",
     "EVAL_SEED", "eval_noise", "ExerciseBlank", "FolderBatches", "Logger", "N_SAMPLES", "NonFiniteLossError",
     "check_finite", "evaluate", "exercise", "get_profile", "linear_decay", "load_checkpoint", "load_classifier",
-    "load_dataset", "load_mnist", "load_pretrained", "load_samples", "lr_decay", "make_grid", "pick", "pick_device",
-    "plot_curves", "rank_correlation", "report", "run_dir", "sample", "save_checkpoint", "save_gif", "save_grid",
-    "save_samples", "seed_everything", "setup", "ship_run", "show_images", "smooth", "TrainingRun", "want_fresh",
+    "load_dataset", "load_mnist", "load_pretrained", "load_samples", "lr_decay", "make_grid", "notebook_cells", "pick",
+    "pick_device", "plot_curves", "rank_correlation", "report", "run_dir", "sample", "save_checkpoint", "save_gif",
+    "save_grid", "save_samples", "seed_everything", "setup", "ship_run", "show_images", "smooth", "TrainingRun", "want_fresh",
     "want_pretrained",
 ]
