@@ -9,8 +9,11 @@ from __future__ import annotations
 import functools
 import gzip
 import http.server
+import os
 import shutil
+import signal
 import socket
+import subprocess
 import threading
 from pathlib import Path
 
@@ -154,3 +157,22 @@ def course_copy(where: Path, stem: str, overrides: str = "") -> Path:
         nb.cells.insert(at + 1, nbformat.v4.new_code_cell(overrides))
     nbformat.write(nb, course / "notebooks" / f"{stem}.ipynb")
     return course
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """Stop a server started with start_new_session=True and everything it started: SIGTERM, then SIGKILL."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)

@@ -34,6 +34,7 @@ torchvision==0.29.1
 
 numpy==2.4.6
 tensorboardX==2.6.5   # only the logger needs it
+tensorboard==2.21.0
 Pillow==13.0.0
 jupyterlab==4.6.6
 ipykernel==7.4.0
@@ -55,7 +56,7 @@ def test_missing_requirements_asks_only_for_packages_not_installed_at_all():
     assert missing_requirements(REQUIREMENTS, installed=colab) == ["tensorboardX==2.6.5"]
 
 
-def test_jupyterlab_and_ipykernel_are_never_asked_for():
+def test_jupyterlab_ipykernel_and_tensorboard_are_never_asked_for():
     assert missing_requirements(REQUIREMENTS, installed=lambda name: None) == [
         "torch==2.14.1", "torchvision==0.29.1", "numpy==2.4.6", "tensorboardX==2.6.5", "Pillow==13.0.0"]
 

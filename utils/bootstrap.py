@@ -61,8 +61,9 @@ import utils
 
 device = utils.setup(seed=0)'''
 
-# Never installed by a notebook: the runtime that runs the notebook already has a kernel.
-NEVER_INSTALL = {"jupyterlab", "ipykernel"}
+# Never installed by a notebook: the runtime that runs the notebook already has a kernel, and TensorBoard is a
+# viewer started beside the notebooks, not something a notebook imports.
+NEVER_INSTALL = {"jupyterlab", "ipykernel", "tensorboard"}
 # Installed only when none of them is: Colab's torch is a CUDA build that a pip install would replace.
 TORCH_FAMILY = {"torch", "torchvision"}
 
