@@ -29,6 +29,8 @@ sys.path.insert(0, str(ROOT))
 from utils.bootstrap import REPO_URL, github_repo  # noqa: E402  (the repository the Colab links name)
 
 NOTEBOOKS = ROOT / "notebooks"
+# owner/name on GitHub for the Colab and file links (the published course's when REPO_URL is not on GitHub)
+GITHUB = github_repo(REPO_URL) or "amazing-gans/amazing-gans"
 
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 FA_CDN = re.compile(r"<link[^>]*font-awesome[^>]*>")  # matplotlib's animation controls link Font Awesome
@@ -48,13 +50,11 @@ def title_of(nb) -> str:
 
 
 def colab_url(name: str) -> str:
-    repo = github_repo(REPO_URL) or "amazing-gans/amazing-gans"
-    return f"https://colab.research.google.com/github/{repo}/blob/main/notebooks/{name}"
+    return f"https://colab.research.google.com/github/{GITHUB}/blob/main/notebooks/{name}"
 
 
 def repo_file_url(path: str) -> str:
-    repo = github_repo(REPO_URL) or "amazing-gans/amazing-gans"
-    return f"https://github.com/{repo}/blob/main/{path}"
+    return f"https://github.com/{GITHUB}/blob/main/{path}"
 
 
 def copy_static(out: Path, reveal: bool) -> None:

@@ -6,14 +6,11 @@ CDN link anywhere in a page fails the test rather than loading in the background
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
 import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,27 +35,6 @@ def chromium_path() -> str:
     if os.environ.get("CI"):
         pytest.fail(message)  # CI installs it through `make test`; a missing browser there is a failure
     pytest.skip(message)
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@contextmanager
-def served(folder: Path):
-    """The URL of a `python -m http.server`-like server on 127.0.0.1 serving `folder`; stopped afterwards."""
-    handler = functools.partial(_Quiet, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @contextmanager

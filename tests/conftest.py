@@ -6,6 +6,7 @@ The unit tests never reach the network: modules that use `no_network` can only o
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import http.server
@@ -60,23 +61,31 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def http_mirror(tmp_path):
-    """(folder, url): a static HTTP server on 127.0.0.1 (a free port) serving `folder`; stopped afterwards."""
-    folder = tmp_path / "mirror"
-    folder.mkdir()
+@contextlib.contextmanager
+def served(folder: Path):
+    """The URL of a static HTTP server on 127.0.0.1 (a free port) serving `folder`, as `python -m http.server`
+    would; stopped afterwards."""
     handler = functools.partial(_QuietHandler, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
-        yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
         assert not thread.is_alive(), "the test HTTP server did not stop"
+
+
+@pytest.fixture
+def http_mirror(tmp_path):
+    """(folder, url): a static HTTP server on 127.0.0.1 (a free port) serving `folder`; stopped afterwards."""
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    with served(folder) as url:
+        yield folder, url
 
 
 @pytest.fixture

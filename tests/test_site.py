@@ -12,7 +12,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from browser_pages import SCREENSHOTS, browser, build, load, problems, served, source_has_math
+from browser_pages import SCREENSHOTS, browser, build, load, problems, source_has_math
+from conftest import served
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
