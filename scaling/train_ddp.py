@@ -71,6 +71,9 @@ def start_processes() -> tuple[int, int, int, torch.device]:
                           MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
     rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
     if torch.cuda.is_available() and os.environ.get("COURSE_DEVICE", "cuda").startswith("cuda"):
+        if local >= torch.cuda.device_count():
+            raise SystemExit(f"process {local} of this node has no GPU: it has {torch.cuda.device_count()}. Start at "
+                             "most one process per GPU (--nproc_per_node), or set COURSE_DEVICE=cpu to use the CPU.")
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
         dist.init_process_group("nccl", device_id=device)
